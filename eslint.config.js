@@ -2,7 +2,7 @@ import js from '@eslint/js';
 import tseslint from 'typescript-eslint';
 
 export default tseslint.config(
-  { ignores: ['node_modules/**', '.botserver/**', 'api/public/**', 'scripts/botserver.mjs'] },
+  { ignores: ['node_modules/**', '.botserver/**', '.test-run/**', 'api/public/**', '**/*.js', '**/*.cjs', '**/*.mjs'] },
   js.configs.recommended,
   ...tseslint.configs.recommendedTypeChecked,
   {

@@ -1,0 +1,57 @@
+import { readFileSync } from 'node:fs';
+import http from 'node:http';
+import https from 'node:https';
+import type { AddressInfo } from 'node:net';
+import type { Kernel } from '../shared/kernel.js';
+import { log } from '../shared/log/index.js';
+import { createApp } from './app.js';
+
+export interface ApiServer {
+  url: string;
+  server: http.Server | https.Server;
+  /** Stops accepting, lets open requests finish (up to the grace period), then closes queues and zeroes keys. */
+  shutdown(): Promise<void>;
+}
+
+const SHUTDOWN_GRACE_MS = 10_000;
+
+function tlsOptions(kernel: Kernel): https.ServerOptions | undefined {
+  const tls = kernel.config.tls;
+  if (tls === undefined) return undefined;
+  return { cert: readFileSync(tls.certPath), key: readFileSync(tls.keyPath), minVersion: tls.minVersion };
+}
+
+export async function startApiServer(kernel: Kernel): Promise<ApiServer> {
+  const app = createApp(kernel);
+  const tls = tlsOptions(kernel);
+  const server = tls === undefined ? http.createServer(app.express) : https.createServer(tls, app.express);
+  server.headersTimeout = 20_000;
+  server.requestTimeout = 60_000;
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(kernel.config.port, kernel.config.host, () => {
+      server.off('error', reject);
+      resolve();
+    });
+  });
+  const address = server.address() as AddressInfo;
+  const host = address.family === 'IPv6' ? `[${address.address}]` : address.address;
+  const url = `${tls === undefined ? 'http' : 'https'}://${host}:${address.port}`;
+  log.info('api listening', { url });
+
+  let stopping: Promise<void> | undefined;
+  const shutdown = (): Promise<void> =>
+    (stopping ??= (async () => {
+      log.info('api shutting down');
+      const closed = new Promise<void>((resolve) => server.close(() => resolve()));
+      server.closeIdleConnections();
+      const grace = setTimeout(() => server.closeAllConnections(), SHUTDOWN_GRACE_MS);
+      await closed;
+      clearTimeout(grace);
+      await app.close();
+      await kernel.close();
+      log.info('api stopped');
+    })());
+
+  return { url, server, shutdown };
+}

@@ -1,0 +1,119 @@
+import { Command, CommanderError, Option } from 'commander';
+import { ROLES } from '../shared/accounts/index.js';
+import { loadConfig, generateHexKey, workerFamilies, type Config, type WorkerFamily } from '../shared/config/index.js';
+import { ConfigError, UsageError, AppError } from '../shared/errors.js';
+import { configureProcessLogging, createKernel } from '../shared/kernel.js';
+import { startApiServer } from '../api/server.js';
+import { startWorkers } from '../workers/main.js';
+import { verifyAudit } from './commands/audit.js';
+import { migrate } from './commands/migrate.js';
+import { startAll } from './commands/start.js';
+import { createUser } from './commands/users.js';
+import { stopOnSignals } from './lifecycle.js';
+
+function config(service: string): Config {
+  const loaded = loadConfig();
+  configureProcessLogging(loaded, service);
+  return loaded;
+}
+
+const program = new Command()
+  .name('botserver')
+  .description('Security-first bot server: API, workers and operations')
+  .exitOverride()
+  .configureOutput({ writeErr: (text) => process.stderr.write(text) });
+
+program
+  .command('api')
+  .description('run the HTTP + Socket.IO layer')
+  .action(async () => {
+    const kernel = createKernel(config('botserver-api'), 'api');
+    const server = await startApiServer(kernel);
+    stopOnSignals(() => server.shutdown());
+  });
+
+program
+  .command('worker')
+  .description('run one worker family (its own process), or all')
+  .addArgument(new Command().createArgument('<family>', 'worker family').choices([...workerFamilies, 'all']))
+  .action((family: WorkerFamily | 'all') => {
+    const workers = startWorkers(config(`botserver-worker-${family}`), family);
+    stopOnSignals(() => workers.shutdown());
+  });
+
+program
+  .command('migrate')
+  .description('apply database migrations')
+  .action(async () => {
+    const applied = await migrate(config('botserver-migrate'));
+    process.stdout.write(applied.length === 0 ? 'database is up to date\n' : `applied: ${applied.join(', ')}\n`);
+  });
+
+program
+  .command('keygen')
+  .description('print three new 256-bit keys for production')
+  .action(() => {
+    for (const name of ['BOTSERVER_JWT_SECRET', 'BOTSERVER_ENCRYPTION_KEY', 'DATABASE_ENCRYPTION_KEY']) {
+      process.stdout.write(`${name}=${generateHexKey()}\n`);
+    }
+  });
+
+const user = program.command('user').description('manage local accounts');
+user
+  .command('create')
+  .description('create a local account with a one-time password')
+  .requiredOption('--email <email>', 'e-mail address')
+  .addOption(new Option('--role <role>', 'role in the tenant').choices([...ROLES]).makeOptionMandatory())
+  .option('--tenant <name>', 'tenant (created when new)', 'default')
+  .option('--json', 'print one JSON line')
+  .action(async (options: { email: string; role: (typeof ROLES)[number]; tenant: string; json?: boolean }) => {
+    const created = await createUser(config('botserver-cli'), { email: options.email, role: options.role, tenant: options.tenant });
+    const { id, email, tenant, role, password } = created;
+    process.stdout.write(
+      options.json === true
+        ? `${JSON.stringify({ id, email, tenant, role, password })}\n`
+        : `created ${role} ${email} in tenant ${tenant}\none-time password (shown once, must be changed at first login): ${password}\n`,
+    );
+  });
+
+const audit = program.command('audit').description('the audit trail');
+audit
+  .command('verify')
+  .description('walk the audit hash chain')
+  .action(async () => {
+    const result = await verifyAudit(config('botserver-cli'));
+    if (result.ok) process.stdout.write(`audit chain intact: ${result.checked} event(s) checked\n`);
+    else {
+      process.stdout.write(`audit chain broken at row ${result.firstBrokenId ?? '?'} (${result.checked} intact before it)\n`);
+      process.exitCode = 1;
+    }
+  });
+
+program
+  .command('start')
+  .description('everything on one machine: migrations, bootstrap admin, API and all workers (what `npm start` runs)')
+  .action(async () => {
+    await startAll(config('botserver-start'));
+  });
+
+function fail(error: unknown): never {
+  if (error instanceof CommanderError) {
+    process.exit(error.exitCode === 0 ? 0 : 2);
+  }
+  if (error instanceof ConfigError || error instanceof UsageError) {
+    process.stderr.write(`botserver: ${error.message}\n`);
+    process.exit(2);
+  }
+  if (error instanceof AppError && error.expose) {
+    process.stderr.write(`botserver: ${error.message}\n`);
+    process.exit(error.status === 400 ? 2 : 1);
+  }
+  process.stderr.write(`botserver: ${error instanceof Error ? error.message : String(error)}\n`);
+  process.exit(1);
+}
+
+try {
+  await program.parseAsync(process.argv);
+} catch (error) {
+  fail(error);
+}

@@ -1,0 +1,64 @@
+#!/usr/bin/env bash
+# Makes sure the servers botserver needs answer: Redis and PostgreSQL always; test peers behind flags.
+# Where a server already answers, nothing is done. Where it is missing on Debian/Ubuntu, it is installed with apt
+# and started without systemd. Usage: scripts/services.sh [--test-peers LIST]
+set -euo pipefail
+
+REDIS_URL="${REDIS_URL:-redis://127.0.0.1:6379}"
+DATABASE_URL="${DATABASE_URL:-postgres://postgres@127.0.0.1:5432/botserver}"
+STATE_DIR="${BOTSERVER_SERVICES_DIR:-${TMPDIR:-/tmp}/botserver-services}"
+mkdir -p "$STATE_DIR"
+
+say() { echo "services: $*" >&2; }
+as_root() { if [ "$(id -u)" -eq 0 ]; then "$@"; elif command -v sudo >/dev/null; then sudo "$@"; else say "need root for: $*"; return 1; fi; }
+
+# host and port of a URL like scheme://user@host:port/db
+url_host() { local rest="${1#*://}"; rest="${rest#*@}"; rest="${rest%%/*}"; echo "${rest%%:*}"; }
+url_port() { local rest="${1#*://}"; rest="${rest#*@}"; rest="${rest%%/*}"; [[ "$rest" == *:* ]] && echo "${rest##*:}" || echo "$2"; }
+
+port_open() { (exec 3<>"/dev/tcp/$1/$2") 2>/dev/null; }
+wait_port() { local i; for i in $(seq 1 "${3:-100}"); do port_open "$1" "$2" && return 0; sleep 0.2; done; return 1; }
+is_local() { [[ "$1" == 127.* || "$1" == localhost || "$1" == "::1" ]]; }
+
+APT_UPDATED=0
+apt_install() {
+  command -v apt-get >/dev/null || { say "apt-get not found: install $* yourself"; return 1; }
+  if [ "$APT_UPDATED" -eq 0 ]; then as_root apt-get update -qq >/dev/null; APT_UPDATED=1; fi
+  say "installing $*"
+  as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$@" >/dev/null
+}
+
+ensure_redis() {
+  local host port; host=$(url_host "$REDIS_URL"); port=$(url_port "$REDIS_URL" 6379)
+  port_open "$host" "$port" && return 0
+  is_local "$host" || { say "Redis at $host:$port does not answer"; return 1; }
+  command -v redis-server >/dev/null || apt_install redis-server
+  say "starting Redis on $host:$port"
+  redis-server --daemonize yes --bind 127.0.0.1 --port "$port" --save "" --appendonly no \
+    --pidfile "$STATE_DIR/redis.pid" --logfile "$STATE_DIR/redis.log" --dir "$STATE_DIR"
+  wait_port "$host" "$port" || { say "Redis did not start (see $STATE_DIR/redis.log)"; return 1; }
+}
+
+ensure_postgres() {
+  local host port; host=$(url_host "$DATABASE_URL"); port=$(url_port "$DATABASE_URL" 5432)
+  port_open "$host" "$port" && return 0
+  is_local "$host" || { say "PostgreSQL at $host:$port does not answer"; return 1; }
+  command -v pg_ctlcluster >/dev/null || apt_install postgresql
+  local version; version=$(ls /etc/postgresql 2>/dev/null | sort -V | tail -n 1 || true)
+  if [ -z "$version" ]; then
+    version=$(ls /usr/lib/postgresql | sort -V | tail -n 1)
+    as_root pg_createcluster "$version" main -p "$port" >/dev/null
+  fi
+  local hba="/etc/postgresql/$version/main/pg_hba.conf"
+  if ! grep -q "botserver: local trust" "$hba"; then
+    # A development machine: local connections are trusted, as on the project's CI machines.
+    as_root sh -c "printf '# botserver: local trust\nlocal all all trust\nhost all all 127.0.0.1/32 trust\nhost all all ::1/128 trust\n' | cat - '$hba' > '$hba.new' && mv '$hba.new' '$hba' && chown postgres:postgres '$hba'"
+  fi
+  say "starting PostgreSQL $version on $host:$port"
+  as_root pg_ctlcluster --skip-systemctl-redirect "$version" main start || true
+  wait_port "$host" "$port" || { say "PostgreSQL did not start"; return 1; }
+}
+
+ensure_redis
+ensure_postgres
+say "Redis and PostgreSQL answer"

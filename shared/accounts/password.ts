@@ -1,0 +1,24 @@
+import argon2 from 'argon2';
+import { randomBytes } from 'node:crypto';
+import { randomToken } from '../crypto/index.js';
+
+/** OWASP's Argon2id baseline: 19 MiB, 2 passes, 1 lane, 32-byte salt. argon2 runs on libuv's thread pool. */
+export const ARGON2_OPTIONS = { type: argon2.argon2id, memoryCost: 19456, timeCost: 2, parallelism: 1 } as const;
+const SALT_BYTES = 32;
+
+export async function hashPassword(password: string): Promise<string> {
+  return argon2.hash(password, { ...ARGON2_OPTIONS, salt: randomBytes(SALT_BYTES) });
+}
+
+export async function verifyPassword(hash: string, password: string): Promise<boolean> {
+  try {
+    return await argon2.verify(hash, password);
+  } catch {
+    return false;
+  }
+}
+
+/** A one-time password handed to a new account: 144 random bits, URL-safe. */
+export function generateOneTimePassword(): string {
+  return randomToken(18);
+}

@@ -1,0 +1,21 @@
+import type { Knex } from 'knex';
+import * as tenantsUsers from './001_tenants_users.js';
+import * as botsConversationsMessages from './002_bots_conversations_messages.js';
+import * as filesKnowledgeEmail from './003_files_knowledge_email.js';
+import * as audit from './004_audit.js';
+import * as rolesAndRls from './005_roles_and_rls.js';
+
+export interface NamedMigration {
+  name: string;
+  up: (knex: Knex) => Promise<void>;
+  down: (knex: Knex) => Promise<void>;
+}
+
+/** Every migration, in order. Imported statically so tsx/ESM and bundlers need no file-system loader. */
+export const migrations: readonly NamedMigration[] = [
+  { name: '001_tenants_users', up: tenantsUsers.up, down: tenantsUsers.down },
+  { name: '002_bots_conversations_messages', up: botsConversationsMessages.up, down: botsConversationsMessages.down },
+  { name: '003_files_knowledge_email', up: filesKnowledgeEmail.up, down: filesKnowledgeEmail.down },
+  { name: '004_audit', up: audit.up, down: audit.down },
+  { name: '005_roles_and_rls', up: rolesAndRls.up, down: rolesAndRls.down },
+];

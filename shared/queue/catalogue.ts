@@ -1,0 +1,37 @@
+import { z } from 'zod';
+
+/** CONTRACT §6: the queue names operators recognise, and the typed payload of each queue's jobs. */
+export const QUEUE_NAMES = ['bot-reply', 'embed', 'email-inbound', 'email-outbound', 'file-encrypt', 'audit'] as const;
+export type QueueName = (typeof QUEUE_NAMES)[number];
+
+const uuid = z.uuid();
+
+export const auditEventSchema = z.object({
+  eventId: uuid,
+  time: z.iso.datetime(),
+  tenantId: uuid.nullable(),
+  actor: z.string().max(200).nullable(),
+  type: z.string().regex(/^[a-z]+(\.[a-z]+)+$/),
+  target: z.string().max(500).nullable(),
+  outcome: z.enum(['success', 'failure', 'denied']),
+  ip: z.string().max(100).nullable(),
+  requestId: z.string().max(100).nullable(),
+  details: z.record(z.string(), z.unknown()),
+});
+export type AuditEventPayload = z.infer<typeof auditEventSchema>;
+
+export const jobSchemas = {
+  'bot-reply': z.object({ tenantId: uuid, conversationId: uuid, messageId: uuid }),
+  embed: z.object({ tenantId: uuid, documentId: uuid }),
+  'email-inbound': z.object({ tenantId: uuid, botId: uuid, uidValidity: z.number().int().nonnegative(), uid: z.number().int().positive() }),
+  'email-outbound': z.object({ tenantId: uuid, conversationId: uuid, replyToMessageId: uuid, botMessageId: uuid }),
+  'file-encrypt': z.object({ tenantId: uuid, fileId: uuid, stagingPath: z.string().min(1) }),
+  audit: auditEventSchema,
+} satisfies Record<QueueName, z.ZodType>;
+
+export type JobData<Q extends QueueName> = z.infer<(typeof jobSchemas)[Q]>;
+
+/** The associated data binding an envelope to one queue and job name, so a payload cannot be replayed elsewhere. */
+export function jobAad(queue: QueueName, jobName: string): string {
+  return `queue:${queue}:job:${jobName}`;
+}

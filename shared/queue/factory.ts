@@ -1,0 +1,98 @@
+import { Queue, UnrecoverableError, Worker, type Job, type JobsOptions, type WorkerOptions } from 'bullmq';
+import type { Redis } from 'ioredis';
+import { decryptJson, encryptJson, type Envelope, type KeyRing } from '../crypto/index.js';
+import { ValidationError } from '../errors.js';
+import { log } from '../log/index.js';
+import { jobAad, jobSchemas, type JobData, type QueueName } from './catalogue.js';
+
+export const DEFAULT_JOB_OPTIONS: JobsOptions = {
+  attempts: 5,
+  backoff: { type: 'exponential', delay: 1000 },
+  removeOnComplete: { age: 24 * 3600, count: 1000 },
+  removeOnFail: { age: 7 * 24 * 3600, count: 5000 },
+};
+
+export type Processor<Q extends QueueName> = (data: JobData<Q>, job: Job<Envelope>) => Promise<unknown>;
+
+export interface QueueFactoryOptions {
+  connection: Redis;
+  ring: KeyRing;
+  /** Redis key prefix; lets tests run on an isolated namespace. */
+  prefix?: string;
+}
+
+/**
+ * Creates every queue and worker of the catalogue with the same retry, cleanup and shutdown rules. Payloads are
+ * validated against the queue's schema, then sealed in an AES-256-GCM envelope bound to the queue and job name.
+ */
+export class QueueFactory {
+  private readonly queues = new Map<QueueName, Queue<Envelope>>();
+  private readonly workers: Worker<Envelope>[] = [];
+  private readonly options: QueueFactoryOptions;
+
+  constructor(options: QueueFactoryOptions) {
+    this.options = options;
+  }
+
+  get prefix(): string {
+    return this.options.prefix ?? 'bull';
+  }
+
+  queue(name: QueueName): Queue<Envelope> {
+    let queue = this.queues.get(name);
+    if (queue === undefined) {
+      queue = new Queue<Envelope>(name, { connection: this.options.connection, prefix: this.prefix, defaultJobOptions: DEFAULT_JOB_OPTIONS });
+      queue.on('error', (error: Error) => log.error('queue error', { queue: name, error: error.message }));
+      this.queues.set(name, queue);
+    }
+    return queue;
+  }
+
+  /** Validates and encrypts the payload, then adds the job. A jobId makes the enqueue idempotent. */
+  async enqueue<Q extends QueueName>(name: Q, jobName: string, data: JobData<Q>, options: JobsOptions = {}): Promise<Job<Envelope>> {
+    const parsed = jobSchemas[name].safeParse(data);
+    if (!parsed.success) {
+      const issue = parsed.error.issues[0];
+      throw new ValidationError(`invalid ${name} job: ${issue?.message ?? 'invalid'}`, issue?.path.join('.'));
+    }
+    const envelope = encryptJson(this.options.ring, parsed.data, jobAad(name, jobName));
+    return this.queue(name).add(jobName, envelope, options);
+  }
+
+  /** Starts a worker that decrypts and validates every job before handing it to the processor. */
+  worker<Q extends QueueName>(name: Q, processor: Processor<Q>, options: Partial<WorkerOptions> = {}): Worker<Envelope> {
+    const worker = new Worker<Envelope>(name, async (job) => processor(this.open(name, job), job), {
+      connection: this.options.connection.duplicate({ maxRetriesPerRequest: null }),
+      prefix: this.prefix,
+      concurrency: 10,
+      ...options,
+    });
+    worker.on('failed', (job, error) =>
+      log.warn('job failed', { queue: name, jobId: job?.id, jobName: job?.name, attempts: job?.attemptsMade, error: error.message }),
+    );
+    worker.on('error', (error) => log.error('worker error', { queue: name, error: error.message }));
+    this.workers.push(worker);
+    return worker;
+  }
+
+  /** Decrypts a job's payload; a payload that fails authentication or validation is never retried. */
+  open<Q extends QueueName>(name: Q, job: Job<Envelope>): JobData<Q> {
+    let value: unknown;
+    try {
+      value = decryptJson(this.options.ring, job.data, jobAad(name, job.name));
+    } catch (error) {
+      throw new UnrecoverableError(`payload of ${name} job ${job.id ?? '?'} could not be decrypted: ${(error as Error).message}`);
+    }
+    const parsed = jobSchemas[name].safeParse(value);
+    if (!parsed.success) throw new UnrecoverableError(`payload of ${name} job ${job.id ?? '?'} does not match its schema`);
+    return parsed.data as JobData<Q>;
+  }
+
+  /** Graceful shutdown: workers finish their current jobs, then every queue closes. */
+  async close(): Promise<void> {
+    await Promise.allSettled(this.workers.map((worker) => worker.close()));
+    await Promise.allSettled([...this.queues.values()].map((queue) => queue.close()));
+    this.workers.length = 0;
+    this.queues.clear();
+  }
+}
