@@ -1,19 +1,26 @@
+import cookieParser from 'cookie-parser';
 import express, { type Express } from 'express';
 import helmet from 'helmet';
 import { Redis } from 'ioredis';
 import type { Kernel } from '../shared/kernel.js';
+import { accountDuties, authenticate } from './auth/authenticate.js';
+import { createApiContext, type ApiContext } from './context.js';
 import { errorHandler, notFound } from './http/errors.js';
 import { requestId } from './http/requestId.js';
+import { authRoutes } from './routes/auth.js';
 import { healthRoutes } from './routes/health.js';
+import { userRoutes } from './routes/users.js';
 
 export interface App {
   express: Express;
+  context: ApiContext;
   close(): Promise<void>;
 }
 
 const JSON_BODY_LIMIT = '64kb';
 
-export function createApp(kernel: Kernel): App {
+export async function createApp(kernel: Kernel): Promise<App> {
+  const context = await createApiContext(kernel);
   const app = express();
   app.disable('x-powered-by');
   app.set('trust proxy', kernel.config.trustProxy === undefined ? false : parseTrustProxy(kernel.config.trustProxy));
@@ -30,11 +37,17 @@ export function createApp(kernel: Kernel): App {
   );
   app.use(healthRoutes(probeRedis, kernel.db));
   app.use(express.json({ limit: JSON_BODY_LIMIT, strict: true, type: ['application/json', 'application/*+json'] }));
+  app.use(cookieParser());
+  app.use(authenticate(context));
+  app.use(accountDuties(context));
+  app.use(authRoutes(context));
+  app.use(userRoutes(context));
   app.use(notFound);
   app.use(errorHandler);
 
   return {
     express: app,
+    context,
     async close() {
       probeRedis.disconnect();
       return Promise.resolve();

@@ -22,7 +22,7 @@ function tlsOptions(kernel: Kernel): https.ServerOptions | undefined {
 }
 
 export async function startApiServer(kernel: Kernel): Promise<ApiServer> {
-  const app = createApp(kernel);
+  const app = await createApp(kernel);
   const tls = tlsOptions(kernel);
   const server = tls === undefined ? http.createServer(app.express) : https.createServer(tls, app.express);
   server.headersTimeout = 20_000;

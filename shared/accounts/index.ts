@@ -1,2 +1,3 @@
 export { hashPassword, verifyPassword, generateOneTimePassword, ARGON2_OPTIONS } from './password.js';
 export { createAccount, findOrCreateTenant, emailIndex, emailAad, newAccountSchema, ROLES, type Role, type NewAccount, type CreatedAccount, type AccountKeys } from './create.js';
+export { findUserByEmailIndex, findUserById, rolesOf, decryptEmail, setPassword, type UserRow } from './repository.js';

@@ -70,8 +70,12 @@ function readJwtPrivateKey(value: string): string {
 }
 
 function readPemFile(path: string): string {
-  if (!existsSync(path)) throw new ConfigError('BOTSERVER_JWT_PRIVATE_KEY', 'is neither a PEM key nor the path of a readable file');
-  return readFileSync(path, 'utf8');
+  try {
+    return readFileSync(path, 'utf8');
+  } catch {
+    // Missing, a directory, unreadable: all the same bad configuration (and never the value in the message).
+    throw new ConfigError('BOTSERVER_JWT_PRIVATE_KEY', 'is neither a PEM key nor the path of a readable file');
+  }
 }
 
 function resolveSecrets(raw: RawEnv, dataDir: string): Secrets {

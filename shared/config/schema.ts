@@ -86,7 +86,7 @@ export const envSchema = z.object({
   BOTSERVER_LOCKOUT_DURATION: positiveInt(900),
   BOTSERVER_ALLOWED_ORIGINS: commaList
     .transform((items) => (items.length === 0 ? ['http://127.0.0.1:8080', 'http://localhost:8080'] : items))
-    .refine((items) => !items.includes('*'), 'may not contain the wildcard * (credentials are sent)')
+    .refine((items) => !items.some((item) => item.includes('*')), 'may not contain a wildcard * (credentials are sent)')
     .refine(
       (items) =>
         items.every((item) => {

@@ -25,8 +25,8 @@ export class Redactor {
     let result = text.replace(PEM_BLOCK, REDACTED).replace(BEARER, `$1 ${REDACTED}`).replace(JWT_LIKE, REDACTED);
     for (const secret of this.secretValues) {
       if (result.includes(secret)) result = result.split(secret).join(REDACTED);
-      const lower = secret.toLowerCase();
-      if (lower !== secret && result.toLowerCase().includes(lower)) result = result.replace(new RegExp(escapeRegExp(secret), 'gi'), REDACTED);
+      // Other letter cases too: a hex key is the same key in upper case (and secrets are stored lower-cased).
+      if (result.toLowerCase().includes(secret.toLowerCase())) result = result.replace(new RegExp(escapeRegExp(secret), 'gi'), REDACTED);
     }
     return result;
   }

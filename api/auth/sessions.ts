@@ -1,0 +1,113 @@
+import { randomUUID } from 'node:crypto';
+import type { Redis } from 'ioredis';
+import { hmacHex, randomToken, timingSafeEqualHex } from '../../shared/crypto/index.js';
+
+export interface Session {
+  sid: string;
+  userId: string;
+  tenantId: string;
+  roles: string[];
+  mustChangePassword: boolean;
+  mfaEnabled: boolean;
+  /** HMAC of the browser cookie's secret part, when the session was opened with a cookie. */
+  cookieHash: string | undefined;
+  createdAt: number;
+}
+
+export type RefreshOutcome = { status: 'ok'; sid: string; userId: string } | { status: 'reused'; sid: string; userId: string } | { status: 'unknown' };
+
+const PREFIX = 'botserver:';
+const sessionKey = (sid: string): string => `${PREFIX}session:${sid}`;
+const userSessionsKey = (userId: string): string => `${PREFIX}user-sessions:${userId}`;
+const refreshKey = (hash: string): string => `${PREFIX}refresh:${hash}`;
+
+/** Marks an active refresh token spent in one step; reports reuse of a spent one. */
+const SPEND_REFRESH = `
+local state = redis.call('HGET', KEYS[1], 'state')
+if not state then return {'unknown'} end
+local sid = redis.call('HGET', KEYS[1], 'sid')
+local uid = redis.call('HGET', KEYS[1], 'uid')
+if state == 'spent' then return {'reused', sid, uid} end
+redis.call('HSET', KEYS[1], 'state', 'spent')
+return {'ok', sid, uid}
+`;
+
+/**
+ * Sessions (UUID v4) live in Redis with an idle timeout, so every API process sees a logout at once. Refresh
+ * tokens are 256 random bits stored only as HMAC-SHA256; each belongs to its session, which is its family.
+ */
+export class SessionStore {
+  private readonly redis: Redis;
+  private readonly idleSeconds: number;
+  private readonly hmacKey: Buffer;
+
+  constructor(redis: Redis, idleSeconds: number, hmacKey: Buffer) {
+    this.redis = redis;
+    this.idleSeconds = idleSeconds;
+    this.hmacKey = hmacKey;
+  }
+
+  async create(input: Omit<Session, 'sid' | 'createdAt' | 'cookieHash'>, withCookie: boolean): Promise<{ session: Session; cookieSecret: string | undefined }> {
+    const sid = randomUUID();
+    const cookieSecret = withCookie ? randomToken(32) : undefined;
+    const session: Session = { ...input, sid, createdAt: Date.now(), cookieHash: cookieSecret === undefined ? undefined : this.hash('cookie', cookieSecret) };
+    await this.redis
+      .multi()
+      .set(sessionKey(sid), JSON.stringify(session), 'EX', this.idleSeconds)
+      .sadd(userSessionsKey(input.userId), sid)
+      .expire(userSessionsKey(input.userId), this.idleSeconds * 24)
+      .exec();
+    return { session, cookieSecret };
+  }
+
+  /** The live session, with its idle timer restarted; undefined once it ended or timed out. */
+  async touch(sid: string): Promise<Session | undefined> {
+    const raw = await this.redis.getex(sessionKey(sid), 'EX', this.idleSeconds);
+    return raw === null ? undefined : (JSON.parse(raw) as Session);
+  }
+
+  async update(session: Session): Promise<void> {
+    await this.redis.set(sessionKey(session.sid), JSON.stringify(session), 'EX', this.idleSeconds, 'XX');
+  }
+
+  cookieMatches(session: Session, cookieSecret: string): boolean {
+    return session.cookieHash !== undefined && timingSafeEqualHex(session.cookieHash, this.hash('cookie', cookieSecret));
+  }
+
+  /** The CSRF token of a cookie session: bound to the session, unknown to other sites. */
+  csrfToken(sid: string): string {
+    return this.hash('csrf', sid);
+  }
+
+  async revoke(sid: string): Promise<void> {
+    const raw = await this.redis.getdel(sessionKey(sid));
+    if (raw !== null) await this.redis.srem(userSessionsKey((JSON.parse(raw) as Session).userId), sid);
+  }
+
+  /** Ends every session of the user (all devices), optionally keeping one. */
+  async revokeAll(userId: string, keepSid?: string): Promise<number> {
+    const sids = (await this.redis.smembers(userSessionsKey(userId))).filter((sid) => sid !== keepSid);
+    if (sids.length === 0) return 0;
+    await this.redis.multi().del(...sids.map(sessionKey)).srem(userSessionsKey(userId), ...sids).exec();
+    return sids.length;
+  }
+
+  async issueRefreshToken(sid: string, userId: string): Promise<string> {
+    const token = randomToken(32);
+    const key = refreshKey(this.hash('refresh', token));
+    // Spent tokens are kept as long as a token could live, so their reuse is recognised.
+    await this.redis.multi().hset(key, { sid, uid: userId, state: 'active' }).expire(key, this.idleSeconds * 24).exec();
+    return token;
+  }
+
+  async spendRefreshToken(token: string): Promise<RefreshOutcome> {
+    const result = (await this.redis.eval(SPEND_REFRESH, 1, refreshKey(this.hash('refresh', token)))) as string[];
+    const [status, sid, userId] = result;
+    if ((status === 'ok' || status === 'reused') && sid !== undefined && userId !== undefined) return { status, sid, userId };
+    return { status: 'unknown' };
+  }
+
+  private hash(purpose: string, value: string): string {
+    return hmacHex(this.hmacKey, `${purpose}\0${value}`);
+  }
+}

@@ -1,0 +1,45 @@
+import type { Request } from 'express';
+import { hashPassword } from '../shared/accounts/index.js';
+import type { AuditEventInput } from '../shared/audit/index.js';
+import { randomToken } from '../shared/crypto/index.js';
+import type { Kernel } from '../shared/kernel.js';
+import { log } from '../shared/log/index.js';
+import { LoginGuard } from './auth/loginGuard.js';
+import { SessionStore } from './auth/sessions.js';
+import { TokenService } from './auth/tokens.js';
+
+/** Everything routes need, built once per API process. */
+export interface ApiContext {
+  kernel: Kernel;
+  tokens: TokenService;
+  sessions: SessionStore;
+  loginGuard: LoginGuard;
+  /** An Argon2id hash of a random password: unknown e-mails are verified against it so they cost the same time. */
+  dummyPasswordHash: string;
+  /** Records an audit event with the request's actor, tenant, IP and id; never fails the request. */
+  audit(req: Request, event: AuditEventInput): Promise<void>;
+}
+
+export async function createApiContext(kernel: Kernel): Promise<ApiContext> {
+  const { config, keys, redis } = kernel;
+  return {
+    kernel,
+    tokens: await TokenService.fromPem(keys.jwtPrivateKeyPem),
+    sessions: new SessionStore(redis, config.sessionTimeoutSeconds, keys.tokenHmacKey),
+    loginGuard: new LoginGuard(redis, config.maxLoginAttempts, config.lockoutDurationSeconds),
+    dummyPasswordHash: await hashPassword(randomToken(24)),
+    async audit(req, event) {
+      try {
+        await kernel.audit.record({
+          actor: req.auth?.userId ?? null,
+          tenantId: req.auth?.tenantId ?? null,
+          ip: req.ip ?? null,
+          requestId: req.requestId,
+          ...event,
+        });
+      } catch (error) {
+        log.error('audit event could not be recorded', { type: event.type, error: (error as Error).message });
+      }
+    },
+  };
+}
