@@ -8,7 +8,10 @@ import { createApiContext, type ApiContext } from './context.js';
 import { errorHandler, notFound } from './http/errors.js';
 import { requestId } from './http/requestId.js';
 import { authRoutes } from './routes/auth.js';
+import { botRoutes } from './routes/bots.js';
+import { conversationRoutes } from './routes/conversations.js';
 import { healthRoutes } from './routes/health.js';
+import { oidcRoutes } from './routes/oidc.js';
 import { userRoutes } from './routes/users.js';
 
 export interface App {
@@ -41,7 +44,10 @@ export async function createApp(kernel: Kernel): Promise<App> {
   app.use(authenticate(context));
   app.use(accountDuties(context));
   app.use(authRoutes(context));
+  app.use(await oidcRoutes(context));
   app.use(userRoutes(context));
+  app.use(botRoutes(context));
+  app.use(conversationRoutes(context));
   app.use(notFound);
   app.use(errorHandler);
 

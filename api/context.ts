@@ -1,6 +1,7 @@
 import type { Request } from 'express';
 import { hashPassword } from '../shared/accounts/index.js';
 import type { AuditEventInput } from '../shared/audit/index.js';
+import { ChatEmitter } from '../shared/chat/index.js';
 import { randomToken } from '../shared/crypto/index.js';
 import type { Kernel } from '../shared/kernel.js';
 import { log } from '../shared/log/index.js';
@@ -14,6 +15,8 @@ export interface ApiContext {
   tokens: TokenService;
   sessions: SessionStore;
   loginGuard: LoginGuard;
+  /** Conversation events to every API process's sockets, through Redis. */
+  chat: ChatEmitter;
   /** An Argon2id hash of a random password: unknown e-mails are verified against it so they cost the same time. */
   dummyPasswordHash: string;
   /** Records an audit event with the request's actor, tenant, IP and id; never fails the request. */
@@ -27,6 +30,7 @@ export async function createApiContext(kernel: Kernel): Promise<ApiContext> {
     tokens: await TokenService.fromPem(keys.jwtPrivateKeyPem),
     sessions: new SessionStore(redis, config.sessionTimeoutSeconds, keys.tokenHmacKey),
     loginGuard: new LoginGuard(redis, config.maxLoginAttempts, config.lockoutDurationSeconds),
+    chat: new ChatEmitter(redis),
     dummyPasswordHash: await hashPassword(randomToken(24)),
     async audit(req, event) {
       try {

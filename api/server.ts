@@ -5,6 +5,7 @@ import type { AddressInfo } from 'node:net';
 import type { Kernel } from '../shared/kernel.js';
 import { log } from '../shared/log/index.js';
 import { createApp } from './app.js';
+import { attachSocketServer } from './socket/server.js';
 
 export interface ApiServer {
   url: string;
@@ -25,6 +26,7 @@ export async function startApiServer(kernel: Kernel): Promise<ApiServer> {
   const app = await createApp(kernel);
   const tls = tlsOptions(kernel);
   const server = tls === undefined ? http.createServer(app.express) : https.createServer(tls, app.express);
+  const sockets = attachSocketServer(server, app.context);
   server.headersTimeout = 20_000;
   server.requestTimeout = 60_000;
   await new Promise<void>((resolve, reject) => {
@@ -43,9 +45,10 @@ export async function startApiServer(kernel: Kernel): Promise<ApiServer> {
   const shutdown = (): Promise<void> =>
     (stopping ??= (async () => {
       log.info('api shutting down');
-      const closed = new Promise<void>((resolve) => server.close(() => resolve()));
-      server.closeIdleConnections();
       const grace = setTimeout(() => server.closeAllConnections(), SHUTDOWN_GRACE_MS);
+      // Closing Socket.IO disconnects every socket and closes the HTTP server, which lets open requests finish.
+      const closed = sockets.close();
+      server.closeIdleConnections();
       await closed;
       clearTimeout(grace);
       await app.close();

@@ -3,10 +3,12 @@ import { UsageError } from '../shared/errors.js';
 import { createKernel, type Kernel, type KernelOptions } from '../shared/kernel.js';
 import { log } from '../shared/log/index.js';
 import { startAuditWorker } from './audit.js';
+import { startReplyWorker } from './reply.js';
 
 /** The families built so far; the others of CONTRACT §1 arrive with their issues. */
 const FAMILIES: Partial<Record<WorkerFamily, (kernel: Kernel) => void>> = {
   audit: startAuditWorker,
+  reply: startReplyWorker,
 };
 
 export const availableFamilies = Object.keys(FAMILIES) as WorkerFamily[];

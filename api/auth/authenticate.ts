@@ -2,6 +2,7 @@ import type { NextFunction, Request, RequestHandler, Response } from 'express';
 import { ForbiddenError, UnauthorizedError } from '../../shared/errors.js';
 import type { ApiContext } from '../context.js';
 import type { Session } from './sessions.js';
+import type { GuestClaims } from './tokens.js';
 
 export const SESSION_COOKIE = 'botserver_session';
 export const CSRF_COOKIE = 'botserver_csrf';
@@ -19,8 +20,11 @@ export interface RequestAuth {
 declare module 'express-serve-static-core' {
   interface Request {
     auth?: RequestAuth;
+    guest?: GuestClaims;
   }
 }
+
+export type Caller = { kind: 'user'; auth: RequestAuth } | { kind: 'guest'; guest: GuestClaims };
 
 const SAFE_METHODS = new Set(['GET', 'HEAD', 'OPTIONS']);
 
@@ -30,6 +34,19 @@ function bearerToken(req: Request): string | undefined {
   const match = /^Bearer ([A-Za-z0-9._~+/=-]+)$/.exec(header.trim());
   if (match?.[1] === undefined) throw new UnauthorizedError('unauthorized', 'Malformed Authorization header');
   return match[1];
+}
+
+/** A bearer token is an access token (with a live session) or a guest token; anything else is refused. */
+export async function identifyBearer(ctx: ApiContext, token: string): Promise<Caller> {
+  const header = token.split('.')[0] ?? '';
+  let typ: unknown;
+  try {
+    typ = (JSON.parse(Buffer.from(header, 'base64url').toString('utf8')) as { typ?: unknown }).typ;
+  } catch {
+    throw new UnauthorizedError('unauthorized', 'The access token is not valid');
+  }
+  if (typ === 'guest+jwt') return { kind: 'guest', guest: await ctx.tokens.verifyGuest(token) };
+  return { kind: 'user', auth: await fromBearer(ctx, token) };
 }
 
 async function fromBearer(ctx: ApiContext, token: string): Promise<RequestAuth> {
@@ -60,7 +77,9 @@ export function authenticate(ctx: ApiContext): RequestHandler {
     const run = async (): Promise<void> => {
       const token = bearerToken(req);
       if (token !== undefined) {
-        req.auth = await fromBearer(ctx, token);
+        const caller = await identifyBearer(ctx, token);
+        if (caller.kind === 'user') req.auth = caller.auth;
+        else req.guest = caller.guest;
         return;
       }
       const cookies = req.cookies as Record<string, string> | undefined;

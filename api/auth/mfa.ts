@@ -67,13 +67,20 @@ export async function completeEnrolment(ctx: ApiContext, user: UserRow, code: st
   if (user.totp_secret_ciphertext === null) throw new ConflictError('mfa_not_started', 'Start with POST /auth/mfa/setup');
   if (!/^\d{6}$/.test(code) || !(await checkTotp(ctx, user, code))) throw new ValidationError('The code is not valid', 'code', 'invalid_code');
   const codes = Array.from({ length: RECOVERY_CODE_COUNT }, () => formatRecoveryCode(randomHex(8)));
-  await ctx.kernel.db('users')
-    .where({ id: user.id })
-    .update({
-      mfa_enabled: true,
-      mfa_recovery_codes: JSON.stringify(codes.map((recovery) => recoveryCodeHash(ctx, user.id, recovery))),
-      updated_at: ctx.kernel.db.fn.now(),
-    });
+  // Only while still pending with the secret just checked: of two concurrent verifies one wins, and the recovery
+  // codes it hands out are the stored ones (the loser's would never work); a restarted setup cannot be confirmed
+  // with the previous secret's code.
+  const enabled = await ctx.kernel.db('users')
+    .where({ id: user.id, mfa_enabled: false, totp_secret_ciphertext: user.totp_secret_ciphertext })
+    .update(
+      {
+        mfa_enabled: true,
+        mfa_recovery_codes: JSON.stringify(codes.map((recovery) => recoveryCodeHash(ctx, user.id, recovery))),
+        updated_at: ctx.kernel.db.fn.now(),
+      },
+      ['id'],
+    );
+  if (enabled.length !== 1) throw new ConflictError('mfa_already_enabled', 'Multi-factor authentication was enabled or restarted meanwhile');
   return codes;
 }
 

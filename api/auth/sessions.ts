@@ -63,7 +63,13 @@ export class SessionStore {
   /** The live session, with its idle timer restarted; undefined once it ended or timed out. */
   async touch(sid: string): Promise<Session | undefined> {
     const raw = await this.redis.getex(sessionKey(sid), 'EX', this.idleSeconds);
-    return raw === null ? undefined : (JSON.parse(raw) as Session);
+    if (raw === null) return undefined;
+    const session = JSON.parse(raw) as Session;
+    // The user's session index must outlive every live session (a session in constant use has no end), or
+    // revokeAll (logout everywhere, password change) would miss this one once the index expired.
+    const index = userSessionsKey(session.userId);
+    await this.redis.multi().sadd(index, sid).expire(index, this.idleSeconds * 24).exec();
+    return session;
   }
 
   async update(session: Session): Promise<void> {

@@ -6,6 +6,8 @@ import { UnauthorizedError } from '../../shared/errors.js';
 export const ACCESS_TOKEN_TTL_SECONDS = 15 * 60;
 export const TOKEN_ISSUER = 'botserver';
 export const ACCESS_AUDIENCE = 'botserver-api';
+export const GUEST_AUDIENCE = 'botserver-guest';
+export const GUEST_TOKEN_TTL_SECONDS = 24 * 3600;
 
 export interface AccessClaims {
   sub: string;
@@ -13,6 +15,14 @@ export interface AccessClaims {
   tid: string;
   roles: string[];
   jti: string;
+}
+
+/** A guest of a public bot: may join and write one conversation only. */
+export interface GuestClaims {
+  sub: string;
+  tid: string;
+  bid: string;
+  cid: string;
 }
 
 /** RS256 access tokens: signed with BOTSERVER_JWT_PRIVATE_KEY, verified against our own JWKS (by `kid`). */
@@ -68,6 +78,35 @@ export class TokenService {
       return { sub, sid, tid, roles: roles, jti };
     } catch {
       throw new UnauthorizedError('unauthorized', 'The access token is not valid');
+    }
+  }
+
+  async signGuest(claims: Omit<GuestClaims, 'sub'>): Promise<string> {
+    return new SignJWT({ tid: claims.tid, bid: claims.bid, cid: claims.cid })
+      .setProtectedHeader({ alg: 'RS256', kid: this.kid, typ: 'guest+jwt' })
+      .setIssuer(TOKEN_ISSUER)
+      .setAudience(GUEST_AUDIENCE)
+      .setSubject(`guest:${randomUUID()}`)
+      .setJti(randomUUID())
+      .setIssuedAt()
+      .setExpirationTime(`${GUEST_TOKEN_TTL_SECONDS}s`)
+      .sign(this.privateKey);
+  }
+
+  async verifyGuest(token: string): Promise<GuestClaims> {
+    try {
+      const { payload } = await jwtVerify(token, this.keySet, {
+        algorithms: ['RS256'],
+        issuer: TOKEN_ISSUER,
+        audience: GUEST_AUDIENCE,
+        typ: 'guest+jwt',
+        requiredClaims: ['sub', 'jti', 'exp', 'iat'],
+      });
+      const { sub, tid, bid, cid } = payload;
+      if (typeof sub !== 'string' || typeof tid !== 'string' || typeof bid !== 'string' || typeof cid !== 'string') throw new Error('claims');
+      return { sub, tid, bid, cid };
+    } catch {
+      throw new UnauthorizedError('unauthorized', 'The guest token is not valid');
     }
   }
 }

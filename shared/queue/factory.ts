@@ -28,6 +28,8 @@ export interface QueueFactoryOptions {
 export class QueueFactory {
   private readonly queues = new Map<QueueName, Queue<Envelope>>();
   private readonly workers: Worker<Envelope>[] = [];
+  /** Connections the factory opened itself (BullMQ never closes a connection it is handed), closed by `close()`. */
+  private readonly ownConnections: Redis[] = [];
   private readonly options: QueueFactoryOptions;
 
   constructor(options: QueueFactoryOptions) {
@@ -61,8 +63,10 @@ export class QueueFactory {
 
   /** Starts a worker that decrypts and validates every job before handing it to the processor. */
   worker<Q extends QueueName>(name: Q, processor: Processor<Q>, options: Partial<WorkerOptions> = {}): Worker<Envelope> {
+    const connection = this.options.connection.duplicate({ maxRetriesPerRequest: null });
+    this.ownConnections.push(connection);
     const worker = new Worker<Envelope>(name, async (job) => processor(this.open(name, job), job), {
-      connection: this.options.connection.duplicate({ maxRetriesPerRequest: null }),
+      connection,
       prefix: this.prefix,
       concurrency: 10,
       ...options,
@@ -92,6 +96,8 @@ export class QueueFactory {
   async close(): Promise<void> {
     await Promise.allSettled(this.workers.map((worker) => worker.close()));
     await Promise.allSettled([...this.queues.values()].map((queue) => queue.close()));
+    for (const connection of this.ownConnections) connection.disconnect();
+    this.ownConnections.length = 0;
     this.workers.length = 0;
     this.queues.clear();
   }

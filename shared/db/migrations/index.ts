@@ -4,6 +4,7 @@ import * as botsConversationsMessages from './002_bots_conversations_messages.js
 import * as filesKnowledgeEmail from './003_files_knowledge_email.js';
 import * as audit from './004_audit.js';
 import * as rolesAndRls from './005_roles_and_rls.js';
+import * as messageReplies from './006_message_replies.js';
 
 export interface NamedMigration {
   name: string;
@@ -18,4 +19,5 @@ export const migrations: readonly NamedMigration[] = [
   { name: '003_files_knowledge_email', up: filesKnowledgeEmail.up, down: filesKnowledgeEmail.down },
   { name: '004_audit', up: audit.up, down: audit.down },
   { name: '005_roles_and_rls', up: rolesAndRls.up, down: rolesAndRls.down },
+  { name: '006_message_replies', up: messageReplies.up, down: messageReplies.down },
 ];

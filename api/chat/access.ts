@@ -1,0 +1,53 @@
+import type { Request } from 'express';
+import type { Knex } from 'knex';
+import { withTenant } from '../../shared/db/index.js';
+import { NotFoundError, UnauthorizedError } from '../../shared/errors.js';
+import type { Caller } from '../auth/authenticate.js';
+import type { ApiContext } from '../context.js';
+
+export interface ConversationRow {
+  id: string;
+  tenant_id: string;
+  bot_id: string;
+  user_id: string | null;
+  guest: boolean;
+  channel: 'web' | 'email';
+}
+
+export type ConversationPurpose = 'read' | 'write';
+
+/** The caller from an HTTP request: a signed-in user or a public bot's guest. */
+export function callerOf(req: Request): Caller {
+  if (req.auth !== undefined) return { kind: 'user', auth: req.auth };
+  if (req.guest !== undefined) return { kind: 'guest', guest: req.guest };
+  throw new UnauthorizedError();
+}
+
+export function tenantOf(caller: Caller): string {
+  return caller.kind === 'user' ? caller.auth.tenantId : caller.guest.tid;
+}
+
+/**
+ * Runs `fn` in the caller's tenant with the conversation, when the caller may use it: its own user, a guest holding
+ * its token, or (read only) an operator or admin of the tenant. Anyone else gets 404, so existence does not leak.
+ */
+export async function withConversation<T>(
+  ctx: ApiContext,
+  caller: Caller,
+  conversationId: string,
+  purpose: ConversationPurpose,
+  fn: (trx: Knex.Transaction, conversation: ConversationRow) => Promise<T>,
+): Promise<T> {
+  if (caller.kind === 'guest' && caller.guest.cid !== conversationId) throw new NotFoundError('No such conversation');
+  return withTenant(ctx.kernel.db, tenantOf(caller), async (trx) => {
+    const conversation = await trx('conversations').where({ id: conversationId }).first<ConversationRow | undefined>();
+    if (conversation === undefined || !mayUse(caller, conversation, purpose)) throw new NotFoundError('No such conversation');
+    return fn(trx, conversation);
+  });
+}
+
+function mayUse(caller: Caller, conversation: ConversationRow, purpose: ConversationPurpose): boolean {
+  if (caller.kind === 'guest') return conversation.guest && conversation.id === caller.guest.cid;
+  if (conversation.user_id === caller.auth.userId) return true;
+  return purpose === 'read' && (caller.auth.roles.includes('operator') || caller.auth.roles.includes('admin'));
+}

@@ -1,0 +1,151 @@
+import { Router, type Request } from 'express';
+import type { Knex } from 'knex';
+import { z } from 'zod';
+import { botRulesSchema } from '../../adapters/llm/rules.js';
+import { llmSettingsSchema } from '../../adapters/llm/settings.js';
+import { insertMessage } from '../../shared/chat/index.js';
+import { isUuid, withTenant } from '../../shared/db/index.js';
+import { NotFoundError } from '../../shared/errors.js';
+import { requireAuth } from '../auth/authenticate.js';
+import { hasRole, requireRole } from '../auth/rbac.js';
+import type { ApiContext } from '../context.js';
+import { parseInput } from '../http/validate.js';
+
+const botFields = {
+  name: z.string().trim().min(1).max(100),
+  public: z.boolean(),
+  greeting: z.string().trim().max(2000).nullable(),
+  rules: botRulesSchema,
+  llm: llmSettingsSchema.nullable(),
+};
+const createBotSchema = z.strictObject({
+  ...botFields,
+  public: botFields.public.default(false),
+  greeting: botFields.greeting.optional(),
+  rules: botFields.rules.default([]),
+  llm: botFields.llm.optional(),
+});
+const updateBotSchema = z.strictObject(botFields).partial();
+
+interface BotRow {
+  id: string;
+  tenant_id: string;
+  name: string;
+  public: boolean;
+  greeting: string | null;
+  rules: unknown;
+  llm: unknown;
+  created_at: Date;
+  updated_at: Date;
+}
+
+function present(bot: BotRow, full: boolean): Record<string, unknown> {
+  const summary = { id: bot.id, name: bot.name, public: bot.public, greeting: bot.greeting };
+  return full ? { ...summary, rules: bot.rules, llm: bot.llm, createdAt: bot.created_at.toISOString(), updatedAt: bot.updated_at.toISOString() } : summary;
+}
+
+function botId(req: Request): string {
+  const id = req.params.id;
+  if (!isUuid(id)) throw new NotFoundError('No such bot');
+  return id;
+}
+
+async function findBot(trx: Knex.Transaction, id: string): Promise<BotRow> {
+  const bot = await trx('bots').where({ id }).whereNull('deleted_at').first<BotRow | undefined>();
+  if (bot === undefined) throw new NotFoundError('No such bot');
+  return bot;
+}
+
+/** Starts a web conversation and stores the bot's greeting as its first message. */
+async function startConversation(ctx: ApiContext, trx: Knex.Transaction, bot: BotRow, owner: { userId: string | null; guest: boolean }): Promise<string> {
+  const [conversation] = await trx('conversations')
+    .insert({ tenant_id: bot.tenant_id, bot_id: bot.id, user_id: owner.userId, guest: owner.guest, channel: 'web' })
+    .returning<Array<{ id: string }>>('id');
+  if (conversation === undefined) throw new Error('conversation not created');
+  if (bot.greeting !== null && bot.greeting !== '') {
+    await insertMessage(trx, ctx.kernel.keys.columnRing, { tenantId: bot.tenant_id, conversationId: conversation.id, role: 'bot', text: bot.greeting });
+  }
+  return conversation.id;
+}
+
+export function botRoutes(ctx: ApiContext): Router {
+  const router = Router();
+  const staff = requireRole(ctx, 'admin', 'operator');
+
+  router.get('/api/bots', async (req, res) => {
+    const auth = requireAuth(req);
+    const bots = await withTenant(ctx.kernel.db, auth.tenantId, (trx) => trx('bots').whereNull('deleted_at').orderBy('created_at').select<BotRow[]>());
+    res.json({ bots: bots.map((bot) => present(bot, hasRole(auth.roles, ['admin', 'operator']))) });
+  });
+
+  router.post('/api/bots', staff, async (req, res) => {
+    const auth = requireAuth(req);
+    const input = parseInput(createBotSchema, req.body);
+    const bot = await withTenant(ctx.kernel.db, auth.tenantId, async (trx) => {
+      const [row] = await trx('bots')
+        .insert({ tenant_id: auth.tenantId, name: input.name, public: input.public, greeting: input.greeting ?? null, rules: JSON.stringify(input.rules), llm: input.llm === undefined || input.llm === null ? null : JSON.stringify(input.llm), created_by: auth.userId })
+        .returning<BotRow[]>('*');
+      if (row === undefined) throw new Error('bot not created');
+      return row;
+    });
+    await ctx.audit(req, { type: 'config.change', outcome: 'success', target: `bot:${bot.id}`, details: { change: 'bot_created' } });
+    res.status(201).json(present(bot, true));
+  });
+
+  router.get('/api/bots/:id', staff, async (req, res) => {
+    const auth = requireAuth(req);
+    const bot = await withTenant(ctx.kernel.db, auth.tenantId, (trx) => findBot(trx, botId(req)));
+    res.json(present(bot, true));
+  });
+
+  router.patch('/api/bots/:id', staff, async (req, res) => {
+    const auth = requireAuth(req);
+    const id = botId(req);
+    const input = parseInput(updateBotSchema, req.body);
+    const bot = await withTenant(ctx.kernel.db, auth.tenantId, async (trx) => {
+      await findBot(trx, id);
+      const changes: Record<string, unknown> = { updated_at: trx.fn.now() };
+      if (input.name !== undefined) changes.name = input.name;
+      if (input.public !== undefined) changes.public = input.public;
+      if (input.greeting !== undefined) changes.greeting = input.greeting;
+      if (input.rules !== undefined) changes.rules = JSON.stringify(input.rules);
+      if (input.llm !== undefined) changes.llm = input.llm === null ? null : JSON.stringify(input.llm);
+      const [row] = await trx('bots').where({ id }).update(changes).returning<BotRow[]>('*');
+      if (row === undefined) throw new NotFoundError('No such bot');
+      return row;
+    });
+    await ctx.audit(req, { type: 'config.change', outcome: 'success', target: `bot:${id}`, details: { change: 'bot_updated', fields: Object.keys(input) } });
+    res.json(present(bot, true));
+  });
+
+  router.delete('/api/bots/:id', staff, async (req, res) => {
+    const auth = requireAuth(req);
+    const id = botId(req);
+    await withTenant(ctx.kernel.db, auth.tenantId, async (trx) => {
+      await findBot(trx, id);
+      await trx('bots').where({ id }).update({ deleted_at: trx.fn.now(), public: false, updated_at: trx.fn.now() });
+    });
+    await ctx.audit(req, { type: 'config.change', outcome: 'success', target: `bot:${id}`, details: { change: 'bot_deleted' } });
+    res.status(204).end();
+  });
+
+  router.post('/api/bots/:id/conversations', async (req, res) => {
+    const auth = requireAuth(req);
+    const id = botId(req);
+    const conversationId = await withTenant(ctx.kernel.db, auth.tenantId, async (trx) => startConversation(ctx, trx, await findBot(trx, id), { userId: auth.userId, guest: false }));
+    res.status(201).json({ id: conversationId });
+  });
+
+  /** A public bot's visitor gets a conversation and a token for it alone. */
+  router.post('/api/bots/:id/guest-token', async (req, res) => {
+    const id = botId(req);
+    const tenant = await ctx.kernel.db.raw<{ rows: Array<{ tenant: string | null }> }>('select public_bot_tenant(?) as tenant', [id]);
+    const tenantId = tenant.rows[0]?.tenant;
+    if (tenantId === null || tenantId === undefined) throw new NotFoundError('No such bot');
+    const conversationId = await withTenant(ctx.kernel.db, tenantId, async (trx) => startConversation(ctx, trx, await findBot(trx, id), { userId: null, guest: true }));
+    const token = await ctx.tokens.signGuest({ tid: tenantId, bid: id, cid: conversationId });
+    res.json({ token, conversationId });
+  });
+
+  return router;
+}

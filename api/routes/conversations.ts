@@ -1,0 +1,41 @@
+import { Router, type Request } from 'express';
+import { z } from 'zod';
+import { listMessages } from '../../shared/chat/index.js';
+import { isUuid } from '../../shared/db/index.js';
+import { NotFoundError } from '../../shared/errors.js';
+import { callerOf, withConversation } from '../chat/access.js';
+import { acceptUserMessage } from '../chat/send.js';
+import type { ApiContext } from '../context.js';
+import { parseInput } from '../http/validate.js';
+
+const sendSchema = z.strictObject({ text: z.string().trim().min(1), clientMessageId: z.string().min(1).max(100).optional() });
+const historySchema = z.strictObject({ after: z.uuid().optional(), limit: z.coerce.number().int().min(1).max(500).optional() });
+
+function conversationId(req: Request): string {
+  const id = req.params.id;
+  if (!isUuid(id)) throw new NotFoundError('No such conversation');
+  return id;
+}
+
+export function conversationRoutes(ctx: ApiContext): Router {
+  const router = Router();
+
+  router.get('/api/conversations/:id/messages', async (req, res) => {
+    const caller = callerOf(req);
+    const query = parseInput(historySchema, req.query);
+    const messages = await withConversation(ctx, caller, conversationId(req), 'read', (trx) =>
+      listMessages(trx, ctx.kernel.keys.columnRing, conversationId(req), { limit: query.limit ?? 200, ...(query.after === undefined ? {} : { after: query.after }) }),
+    );
+    res.json({ messages: messages.map(({ messageId, role, text, createdAt }) => ({ messageId, role, text, createdAt })) });
+  });
+
+  router.post('/api/conversations/:id/messages', async (req, res) => {
+    const caller = callerOf(req);
+    const id = conversationId(req);
+    const input = parseInput(sendSchema, req.body);
+    const accepted = await acceptUserMessage(ctx, caller, id, input.text, input.clientMessageId);
+    res.status(202).json({ messageId: accepted.messageId });
+  });
+
+  return router;
+}

@@ -1,0 +1,103 @@
+import { RateLimiterMemory } from 'rate-limiter-flexible';
+import type { Socket } from 'socket.io';
+import { z } from 'zod';
+import { conversationRoom, listMessages, toMessageEvent, type ServerToClientEvents } from '../../shared/chat/index.js';
+import { AppError } from '../../shared/errors.js';
+import { log } from '../../shared/log/index.js';
+import { tenantOf, withConversation } from '../chat/access.js';
+import { acceptUserMessage } from '../chat/send.js';
+import type { ApiContext } from '../context.js';
+import type { SocketData } from './server.js';
+
+export type Ack = (response: { ok: true; messageId?: string } | { ok: false; error: string }) => void;
+
+export interface ClientToServerEvents {
+  'conversation:join': (payload: unknown, ack?: Ack) => void;
+  'message:send': (payload: unknown, ack?: Ack) => void;
+}
+
+type ChatSocket = Socket<ClientToServerEvents, ServerToClientEvents, Record<string, never>, SocketData>;
+
+const joinSchema = z.strictObject({ conversationId: z.uuid(), after: z.uuid().optional() });
+const sendSchema = z.strictObject({ conversationId: z.uuid(), text: z.string().trim().min(1), clientMessageId: z.string().min(1).max(100) });
+
+/** Events a socket may send per window, and how many invalid ones end its connection. */
+const EVENTS_PER_WINDOW = 30;
+const WINDOW_SECONDS = 10;
+const MAX_STRIKES = 5;
+const eventLimiter = new RateLimiterMemory({ points: EVENTS_PER_WINDOW, duration: WINDOW_SECONDS });
+
+function errorCode(error: unknown): string {
+  if (error instanceof AppError && error.expose) return error.code;
+  log.error('socket event failed', { error: error instanceof Error ? error.message : String(error) });
+  return 'internal_error';
+}
+
+export function registerChatHandlers(ctx: ApiContext, socket: ChatSocket): void {
+  const caller = socket.data.caller;
+  let strikes = 0;
+
+  const disconnectForAbuse = (reason: string): void => {
+    void ctx.kernel.audit.record({
+      type: 'security.violation',
+      outcome: 'denied',
+      tenantId: tenantOf(caller),
+      actor: caller.kind === 'user' ? caller.auth.userId : caller.guest.sub,
+      ip: socket.handshake.address,
+      details: { reason, channel: 'socket' },
+    }).catch(() => undefined);
+    socket.disconnect(true);
+  };
+
+  const strike = (reason: string): void => {
+    strikes += 1;
+    if (strikes >= MAX_STRIKES) disconnectForAbuse(reason);
+  };
+
+  /** Wraps a handler: rate limit, payload validation, typed errors to the ack, never an unhandled rejection. */
+  const on = <S extends z.ZodType>(event: keyof ClientToServerEvents, schema: S, handle: (payload: z.infer<S>) => Promise<{ messageId?: string }>): void => {
+    socket.on(event, (payload: unknown, ack?: Ack) => {
+      const reply: Ack = typeof ack === 'function' ? ack : () => undefined;
+      eventLimiter
+        .consume(socket.id)
+        .then(async () => {
+          const parsed = schema.safeParse(payload);
+          if (!parsed.success) {
+            strike('invalid_events');
+            reply({ ok: false, error: 'invalid_request' });
+            return;
+          }
+          const result = await handle(parsed.data);
+          reply({ ok: true, ...result });
+        })
+        .catch((error: unknown) => {
+          if (error instanceof Error || error instanceof AppError) {
+            reply({ ok: false, error: errorCode(error) });
+          } else {
+            // rate-limiter-flexible rejects with its result object when the budget is spent
+            reply({ ok: false, error: 'rate_limited' });
+            strike('rate_limited');
+          }
+        });
+    });
+  };
+
+  on('conversation:join', joinSchema, async ({ conversationId, after }) => {
+    const missed = await withConversation(ctx, caller, conversationId, 'read', async (trx) =>
+      after === undefined ? [] : listMessages(trx, ctx.kernel.keys.columnRing, conversationId, { after, limit: 500 }),
+    );
+    await socket.join(conversationRoom(conversationId));
+    // A client that reconnects says which message it saw last and is sent what it missed, from PostgreSQL.
+    for (const message of missed) socket.emit('message:new', toMessageEvent(message));
+    return {};
+  });
+
+  on('message:send', sendSchema, async ({ conversationId, text, clientMessageId }) => {
+    const accepted = await acceptUserMessage(ctx, caller, conversationId, text, clientMessageId);
+    return { messageId: accepted.messageId };
+  });
+
+  socket.onAny((event: string) => {
+    if (event !== 'conversation:join' && event !== 'message:send') strike('unknown_events');
+  });
+}

@@ -1,0 +1,113 @@
+import { randomUUID } from 'node:crypto';
+import type { Knex } from 'knex';
+import { openString, sealString, type KeyRing } from '../crypto/index.js';
+import type { MessageNewEvent } from './events.js';
+
+export interface StoredMessage {
+  messageId: string;
+  conversationId: string;
+  role: 'user' | 'bot';
+  text: string;
+  createdAt: string;
+  replyTo: string | null;
+}
+
+interface MessageRow {
+  id: string;
+  conversation_id: string;
+  role: 'user' | 'bot';
+  text_ciphertext: string;
+  created_at: Date;
+  reply_to: string | null;
+}
+
+/** The ciphertext is bound to its row: moved to another message it no longer decrypts. */
+const textAad = (messageId: string): string => `messages.text:${messageId}`;
+const COLUMNS = ['id', 'conversation_id', 'role', 'text_ciphertext', 'created_at', 'reply_to'];
+
+function toMessage(ring: KeyRing, row: MessageRow): StoredMessage {
+  return {
+    messageId: row.id,
+    conversationId: row.conversation_id,
+    role: row.role,
+    text: openString(ring, row.text_ciphertext, textAad(row.id)),
+    createdAt: row.created_at.toISOString(),
+    replyTo: row.reply_to,
+  };
+}
+
+export function toMessageEvent(message: StoredMessage): MessageNewEvent {
+  const { conversationId, messageId, role, text, createdAt } = message;
+  return { conversationId, messageId, role, text, createdAt };
+}
+
+export interface NewMessage {
+  /** Chosen by the caller when the id was already announced (streamed chunks); random otherwise. */
+  id?: string;
+  tenantId: string;
+  conversationId: string;
+  role: 'user' | 'bot';
+  text: string;
+  clientMessageId?: string | undefined;
+  replyTo?: string | undefined;
+}
+
+/**
+ * Stores a message encrypted. Idempotent: a repeated clientMessageId (per conversation) or a second reply to the
+ * same message returns the row already stored, with `created: false`. Call inside a tenant-scoped transaction.
+ */
+export async function insertMessage(trx: Knex.Transaction, ring: KeyRing, input: NewMessage): Promise<{ message: StoredMessage; created: boolean }> {
+  const id = input.id ?? randomUUID();
+  const conflictTarget = input.replyTo !== undefined ? trx.raw('(reply_to) WHERE reply_to IS NOT NULL') : trx.raw('(conversation_id, client_message_id)');
+  const inserted = await trx('messages')
+    .insert({
+      id,
+      tenant_id: input.tenantId,
+      conversation_id: input.conversationId,
+      role: input.role,
+      text_ciphertext: sealString(ring, input.text, textAad(id)),
+      client_message_id: input.clientMessageId ?? null,
+      reply_to: input.replyTo ?? null,
+    })
+    .onConflict(conflictTarget)
+    .ignore()
+    .returning<MessageRow[]>(COLUMNS);
+  const row = inserted[0];
+  if (row !== undefined) return { message: toMessage(ring, row), created: true };
+  const existing =
+    input.replyTo !== undefined
+      ? await trx('messages').where({ reply_to: input.replyTo }).first<MessageRow | undefined>(COLUMNS)
+      : await trx('messages').where({ conversation_id: input.conversationId, client_message_id: input.clientMessageId ?? null }).first<MessageRow | undefined>(COLUMNS);
+  if (existing === undefined) throw new Error('message conflict without an existing row');
+  return { message: toMessage(ring, existing), created: false };
+}
+
+export async function findMessage(trx: Knex.Transaction, ring: KeyRing, messageId: string): Promise<StoredMessage | undefined> {
+  const row = await trx('messages').where({ id: messageId }).first<MessageRow | undefined>(COLUMNS);
+  return row === undefined ? undefined : toMessage(ring, row);
+}
+
+export async function findReplyTo(trx: Knex.Transaction, ring: KeyRing, messageId: string): Promise<StoredMessage | undefined> {
+  const row = await trx('messages').where({ reply_to: messageId }).first<MessageRow | undefined>(COLUMNS);
+  return row === undefined ? undefined : toMessage(ring, row);
+}
+
+/** The conversation's messages, oldest first; `before` limits to messages older than that one (for history). */
+export async function listMessages(
+  trx: Knex.Transaction,
+  ring: KeyRing,
+  conversationId: string,
+  options: { limit?: number; before?: StoredMessage; after?: string } = {},
+): Promise<StoredMessage[]> {
+  let query = trx('messages').where({ conversation_id: conversationId });
+  if (options.before !== undefined) query = query.where('created_at', '<', options.before.createdAt).whereNot({ id: options.before.messageId });
+  if (options.after !== undefined) {
+    const after = options.after;
+    query = query.where('created_at', '>', trx('messages').select('created_at').where({ id: after }));
+  }
+  const rows = await query
+    .orderBy([{ column: 'created_at', order: 'desc' }, { column: 'id', order: 'desc' }])
+    .limit(options.limit ?? 200)
+    .select<MessageRow[]>(COLUMNS);
+  return rows.reverse().map((row) => toMessage(ring, row));
+}
