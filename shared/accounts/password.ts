@@ -7,7 +7,9 @@ export const ARGON2_OPTIONS = { type: argon2.argon2id, memoryCost: 19456, timeCo
 const SALT_BYTES = 32;
 
 export async function hashPassword(password: string): Promise<string> {
-  return argon2.hash(password, { ...ARGON2_OPTIONS, salt: randomBytes(SALT_BYTES) });
+  const hash = await argon2.hash(password, { ...ARGON2_OPTIONS, salt: randomBytes(SALT_BYTES) });
+  // The package writes `m,p,t`; the PHC string format (and other Argon2 libraries) expect `m,t,p`.
+  return hash.replace(/\$m=(\d+),p=(\d+),t=(\d+)\$/, '$m=$1,t=$3,p=$2$');
 }
 
 export async function verifyPassword(hash: string, password: string): Promise<boolean> {
