@@ -10,9 +10,11 @@ import { requestId } from './http/requestId.js';
 import { authRoutes } from './routes/auth.js';
 import { botRoutes } from './routes/bots.js';
 import { conversationRoutes } from './routes/conversations.js';
+import { metricsRoutes } from './routes/metrics.js';
 import { healthRoutes } from './routes/health.js';
 import { oidcRoutes } from './routes/oidc.js';
 import { userRoutes } from './routes/users.js';
+import { webchatRoutes } from './routes/webchat.js';
 
 export interface App {
   express: Express;
@@ -38,9 +40,12 @@ export async function createApp(kernel: Kernel): Promise<App> {
       contentSecurityPolicy: { directives: { upgradeInsecureRequests: tls ? [] : null } },
     }),
   );
+  app.use(context.metrics.middleware());
   app.use(healthRoutes(probeRedis, kernel.db));
+  app.use(metricsRoutes(context));
   app.use(express.json({ limit: JSON_BODY_LIMIT, strict: true, type: ['application/json', 'application/*+json'] }));
   app.use(cookieParser());
+  app.use(webchatRoutes(context)); // the page, its assets and /auth/socket-token (authenticates itself)
   app.use(authenticate(context));
   app.use(accountDuties(context));
   app.use(authRoutes(context));

@@ -6,6 +6,7 @@ import { randomToken } from '../shared/crypto/index.js';
 import type { Kernel } from '../shared/kernel.js';
 import { log } from '../shared/log/index.js';
 import { LoginGuard } from './auth/loginGuard.js';
+import { ApiMetrics } from './http/metrics.js';
 import { SessionStore } from './auth/sessions.js';
 import { TokenService } from './auth/tokens.js';
 
@@ -17,6 +18,7 @@ export interface ApiContext {
   loginGuard: LoginGuard;
   /** Conversation events to every API process's sockets, through Redis. */
   chat: ChatEmitter;
+  metrics: ApiMetrics;
   /** An Argon2id hash of a random password: unknown e-mails are verified against it so they cost the same time. */
   dummyPasswordHash: string;
   /** Records an audit event with the request's actor, tenant, IP and id; never fails the request. */
@@ -31,6 +33,7 @@ export async function createApiContext(kernel: Kernel): Promise<ApiContext> {
     sessions: new SessionStore(redis, config.sessionTimeoutSeconds, keys.tokenHmacKey),
     loginGuard: new LoginGuard(redis, config.maxLoginAttempts, config.lockoutDurationSeconds),
     chat: new ChatEmitter(redis),
+    metrics: new ApiMetrics(kernel.queues),
     dummyPasswordHash: await hashPassword(randomToken(24)),
     async audit(req, event) {
       try {

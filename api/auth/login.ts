@@ -37,6 +37,8 @@ export function retryAfterOf(error: unknown): number | undefined {
 async function fail(ctx: ApiContext, req: Request, accountKey: string, user: UserRow | undefined, reason: string): Promise<never> {
   const ip = req.ip ?? 'unknown';
   const outcome = await ctx.loginGuard.recordFailure(accountKey, ip);
+  ctx.metrics.loginFailures.inc();
+  if (outcome.lockedNow) ctx.metrics.lockouts.inc();
   const base = { actor: user?.id ?? null, tenantId: user?.tenant_id ?? null };
   await ctx.audit(req, { ...base, type: 'auth.login.failure', outcome: 'failure', details: { reason, failures: outcome.failures } });
   if (outcome.lockedNow) {

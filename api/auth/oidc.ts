@@ -81,7 +81,7 @@ interface Ready {
   strategy: OidcStrategy;
 }
 
-type PassportOutcome = { kind: 'success'; tokens: ValidatedTokens } | { kind: 'fail' } | { kind: 'error'; error: unknown };
+type PassportOutcome = { kind: 'success'; tokens: ValidatedTokens } | { kind: 'fail'; providerDenied: boolean } | { kind: 'error'; error: unknown };
 
 /**
  * OIDC login (authorization code + PKCE S256 + state + nonce) against the issuer named by ZITADEL_DOMAIN,
@@ -163,17 +163,17 @@ export class OidcLogin {
     const ready = await this.whenReady();
     const options: OidcAuthenticateOptions = { phase: 'callback', session: false, callbackURL: this.callbackUrl(ready, req) };
     const outcome = await new Promise<PassportOutcome>((resolve) => {
-      const middleware = ready.authenticator.authenticate(STRATEGY_NAME, options, (error: unknown, user: unknown) => {
+      const middleware = ready.authenticator.authenticate(STRATEGY_NAME, options, (error: unknown, user: unknown, info: unknown) => {
         if (error !== null && error !== undefined) resolve({ kind: 'error', error });
         else if (user instanceof ValidatedTokens) resolve({ kind: 'success', tokens: user });
-        else resolve({ kind: 'fail' });
+        else resolve({ kind: 'fail', providerDenied: typeof info === 'object' && info !== null && 'error' in info });
       }) as RequestHandler;
       void Promise.resolve(middleware(req, res, (error?: unknown) => resolve({ kind: 'error', error }))).catch((error: unknown) => resolve({ kind: 'error', error }));
     });
     if (outcome.kind === 'error') return { ok: false, reason: classifyOidcError(outcome.error) };
     // The strategy fails (rather than errs) when the flow session holds no verifier (no or spent flow cookie),
     // or when the provider answered access_denied.
-    if (outcome.kind === 'fail') return { ok: false, reason: typeof req.query.error === 'string' ? 'provider_error' : 'state_missing' };
+    if (outcome.kind === 'fail') return { ok: false, reason: outcome.providerDenied ? 'provider_error' : 'state_missing' };
     return this.identityOf(ready, outcome.tokens);
   }
 

@@ -38,6 +38,7 @@ export function registerChatHandlers(ctx: ApiContext, socket: ChatSocket): void 
   let strikes = 0;
 
   const disconnectForAbuse = (reason: string): void => {
+    ctx.metrics.socketAbuseDisconnects.inc();
     void ctx.kernel.audit.record({
       type: 'security.violation',
       outcome: 'denied',

@@ -67,6 +67,7 @@ export function attachSocketServer(httpServer: http.Server | https.Server, ctx: 
   });
 
   io.on('connection', (socket) => registerChatHandlers(ctx, socket));
+  ctx.metrics.socketCount = () => io.engine.clientsCount;
   io.engine.on('connection_error', (error: { code: number; message: string }) => log.debug('socket handshake refused', { code: error.code, reason: error.message }));
 
   return {

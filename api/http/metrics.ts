@@ -1,0 +1,71 @@
+import type { NextFunction, Request, Response } from 'express';
+import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+import { QUEUE_NAMES } from '../../shared/queue/index.js';
+import type { QueueFactory } from '../../shared/queue/index.js';
+
+/** Prometheus metrics of one API process: HTTP, queues, sockets and security counters. */
+export class ApiMetrics {
+  readonly registry = new Registry();
+  readonly httpDuration = new Histogram({
+    name: 'botserver_http_request_duration_seconds',
+    help: 'HTTP request duration by method, route and status',
+    labelNames: ['method', 'route', 'status'] as const,
+    buckets: [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5],
+    registers: [this.registry],
+  });
+  readonly refusals = new Counter({
+    name: 'botserver_http_refusals_total',
+    help: 'Requests refused with 401, 403 or 429, by route',
+    labelNames: ['status', 'route'] as const,
+    registers: [this.registry],
+  });
+  readonly loginFailures = new Counter({ name: 'botserver_login_failures_total', help: 'Failed logins', registers: [this.registry] });
+  readonly lockouts = new Counter({ name: 'botserver_lockouts_total', help: 'Accounts locked after failed logins', registers: [this.registry] });
+  readonly socketAbuseDisconnects = new Counter({
+    name: 'botserver_socket_abuse_disconnects_total',
+    help: 'Sockets disconnected for invalid events or rate abuse',
+    registers: [this.registry],
+  });
+  /** Set by the Socket.IO layer once it exists. */
+  socketCount: () => number = () => 0;
+  private readonly sockets = new Gauge({ name: 'botserver_sockets', help: 'Connected Socket.IO clients of this process', registers: [this.registry] });
+  private readonly queueJobs = new Gauge({
+    name: 'botserver_queue_jobs',
+    help: 'Jobs per queue and state',
+    labelNames: ['queue', 'state'] as const,
+    registers: [this.registry],
+  });
+
+  constructor(private readonly queues: QueueFactory) {
+    collectDefaultMetrics({ register: this.registry, prefix: 'botserver_' });
+  }
+
+  /** Times every request; the route label is the matched pattern, never the raw path (bounded cardinality). */
+  middleware() {
+    return (req: Request, res: Response, next: NextFunction): void => {
+      const stop = this.httpDuration.startTimer();
+      res.on('finish', () => {
+        const route = routeLabel(req);
+        stop({ method: req.method, route, status: String(res.statusCode) });
+        if ([401, 403, 429].includes(res.statusCode)) this.refusals.inc({ status: String(res.statusCode), route });
+      });
+      next();
+    };
+  }
+
+  async render(): Promise<string> {
+    this.sockets.set(this.socketCount());
+    await Promise.all(
+      QUEUE_NAMES.map(async (name) => {
+        const counts = await this.queues.queue(name).getJobCounts('waiting', 'active', 'delayed', 'failed', 'completed');
+        for (const [state, count] of Object.entries(counts)) this.queueJobs.set({ queue: name, state }, count);
+      }),
+    );
+    return this.registry.metrics();
+  }
+}
+
+function routeLabel(req: Request): string {
+  const route = (req.route as { path?: unknown } | undefined)?.path;
+  return typeof route === 'string' ? `${req.baseUrl}${route}` : 'unmatched';
+}

@@ -1,0 +1,45 @@
+/**
+ * `npm run bench -- <name> [args...]`: runs one benchmark in this process. Each benchmark module exports
+ * `run(args)`, resolving with the process exit code; it is loaded only when chosen.
+ */
+
+interface Benchmark {
+  description: string;
+  load(): Promise<{ run(args: string[]): Promise<number> }>;
+}
+
+const BENCHMARKS: Record<string, Benchmark> = {
+  login: {
+    description: 'Argon2id hash cost, 2 x 50 concurrent logins: latency, throughput and event-loop lag',
+    load: () => import('./login.js'),
+  },
+};
+
+function usage(): string {
+  const width = Math.max(...Object.keys(BENCHMARKS).map((name) => name.length));
+  const lines = Object.entries(BENCHMARKS).map(([name, bench]) => `  ${name.padEnd(width)}  ${bench.description}`);
+  return ['usage: npm run bench -- <name> [args...]', '', 'benchmarks:', ...lines, ''].join('\n');
+}
+
+async function main(argv: string[]): Promise<number> {
+  const [name, ...args] = argv;
+  if (name === '--help' || name === '-h') {
+    process.stdout.write(usage());
+    return 0;
+  }
+  const bench = name === undefined ? undefined : Object.hasOwn(BENCHMARKS, name) ? BENCHMARKS[name] : undefined;
+  if (bench === undefined) {
+    process.stderr.write(`${name === undefined ? 'no benchmark named' : `unknown benchmark "${name}"`}\n${usage()}`);
+    return 2;
+  }
+  const module = await bench.load();
+  return module.run(args);
+}
+
+main(process.argv.slice(2)).then(
+  (code) => process.exit(code),
+  (error: unknown) => {
+    process.stderr.write(`bench failed: ${error instanceof Error ? (error.stack ?? error.message) : String(error)}\n`);
+    process.exit(1);
+  },
+);
