@@ -1,4 +1,5 @@
 import cookieParser from 'cookie-parser';
+import cors from 'cors';
 import express, { type Express } from 'express';
 import helmet from 'helmet';
 import { Redis } from 'ioredis';
@@ -6,6 +7,7 @@ import type { Kernel } from '../shared/kernel.js';
 import { accountDuties, authenticate } from './auth/authenticate.js';
 import { createApiContext, type ApiContext } from './context.js';
 import { errorHandler, notFound } from './http/errors.js';
+import { ipLimits, userLimits } from './http/limits.js';
 import { requestId } from './http/requestId.js';
 import { authRoutes } from './routes/auth.js';
 import { botRoutes } from './routes/bots.js';
@@ -41,12 +43,16 @@ export async function createApp(kernel: Kernel): Promise<App> {
     }),
   );
   app.use(context.metrics.middleware());
+  // Only whitelisted origins get CORS headers (with credentials); no wildcard is ever sent.
+  app.use(cors({ origin: [...kernel.config.allowedOrigins], credentials: true, maxAge: 600 }));
+  app.use(ipLimits(context));
   app.use(healthRoutes(probeRedis, kernel.db));
   app.use(metricsRoutes(context));
   app.use(express.json({ limit: JSON_BODY_LIMIT, strict: true, type: ['application/json', 'application/*+json'] }));
   app.use(cookieParser());
   app.use(webchatRoutes(context)); // the page, its assets and /auth/socket-token (authenticates itself)
   app.use(authenticate(context));
+  app.use(userLimits(context));
   app.use(accountDuties(context));
   app.use(authRoutes(context));
   app.use(await oidcRoutes(context));

@@ -58,27 +58,45 @@ export function chainHash(keys: ChainKeys, previousHash: string, event: AuditEve
 
 /** Appends one event at the end of the chain. Idempotent by event id, so a retried job writes it once. */
 export async function appendAuditEvent(db: Knex, keys: ChainKeys, event: AuditEventPayload): Promise<boolean> {
+  return (await appendAuditEvents(db, keys, [event])) === 1;
+}
+
+/**
+ * Appends events in order, in one transaction under the chain lock (one lock and one insert for the whole batch).
+ * Events already in the chain (by event id) are skipped. Returns how many were written.
+ */
+export async function appendAuditEvents(db: Knex, keys: ChainKeys, events: readonly AuditEventPayload[]): Promise<number> {
+  if (events.length === 0) return 0;
   return db.transaction(async (trx) => {
     await trx.raw('select pg_advisory_xact_lock(?)', [CHAIN_LOCK_ID]);
-    const existing: unknown = await trx('audit_events').where({ event_id: event.eventId }).first('id');
-    if (existing !== undefined) return false;
+    const known = await trx('audit_events').whereIn('event_id', events.map((event) => event.eventId)).pluck<string[]>('event_id');
+    const seen = new Set(known);
     const last = await trx('audit_events').orderBy('id', 'desc').first<{ hash: string } | undefined>('hash');
-    const previousHash = last?.hash ?? GENESIS_HASH;
-    await trx('audit_events').insert({
-      event_id: event.eventId,
-      time: event.time,
-      tenant_id: event.tenantId,
-      actor: event.actor,
-      type: event.type,
-      target: event.target,
-      outcome: event.outcome,
-      ip: event.ip,
-      request_id: event.requestId,
-      details: JSON.stringify(event.details),
-      prev_hash: previousHash,
-      hash: chainHash(keys, previousHash, event),
-    });
-    return true;
+    let previousHash = last?.hash ?? GENESIS_HASH;
+    const rows = [];
+    for (const event of events) {
+      if (seen.has(event.eventId)) continue;
+      seen.add(event.eventId);
+      const hash = chainHash(keys, previousHash, event);
+      rows.push({
+        event_id: event.eventId,
+        time: event.time,
+        tenant_id: event.tenantId,
+        actor: event.actor,
+        type: event.type,
+        target: event.target,
+        outcome: event.outcome,
+        ip: event.ip,
+        request_id: event.requestId,
+        details: JSON.stringify(event.details),
+        prev_hash: previousHash,
+        hash,
+      });
+      previousHash = hash;
+    }
+    // One multi-row INSERT assigns ids in the order of the rows, which is the chain order.
+    if (rows.length > 0) await trx('audit_events').insert(rows);
+    return rows.length;
   });
 }
 

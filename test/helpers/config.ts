@@ -40,6 +40,9 @@ export function testConfig(overrides: Record<string, string> = {}): Config {
     DATABASE_URL: process.env.DATABASE_URL ?? DEFAULT_DATABASE_URL,
     REDIS_URL: process.env.REDIS_URL ?? DEFAULT_REDIS_URL,
     LOG_LEVEL: 'warn',
+    // Every test client comes from 127.0.0.1: budgets large enough for a suite; rate-limit tests set their own.
+    BOTSERVER_RATE_LIMIT_PER_IP: '100000',
+    BOTSERVER_RATE_LIMIT_PER_USER: '1000000',
     ...overrides,
   });
 }

@@ -40,7 +40,7 @@ export function makeTempDir(prefix = 'botserver-proc-'): string {
 
 /**
  * The child's environment: the parent's minus every botserver setting, then `NODE_ENV=test`, `LOG_LEVEL=warn`,
- * a fresh `BOTSERVER_DATA_DIR`, then the overrides.
+ * large rate-limit budgets, a fresh `BOTSERVER_DATA_DIR`, then the overrides.
  */
 export function childEnv(overrides: EnvOverrides = {}): NodeJS.ProcessEnv {
   const env: NodeJS.ProcessEnv = {};
@@ -50,6 +50,9 @@ export function childEnv(overrides: EnvOverrides = {}): NodeJS.ProcessEnv {
   }
   env.NODE_ENV = 'test';
   env.LOG_LEVEL = 'warn';
+  // Every test client comes from 127.0.0.1: budgets large enough for a suite; rate-limit tests set their own.
+  env.BOTSERVER_RATE_LIMIT_PER_IP = '100000';
+  env.BOTSERVER_RATE_LIMIT_PER_USER = '1000000';
   if (!('BOTSERVER_DATA_DIR' in overrides)) env.BOTSERVER_DATA_DIR = makeTempDir('botserver-proc-data-');
   for (const [name, value] of Object.entries(overrides)) {
     if (value === undefined) delete env[name];

@@ -1,0 +1,29 @@
+import { Router, type Request } from 'express';
+import type { ApiContext } from '../context.js';
+import { Limiter, limitBy } from './rateLimit.js';
+
+const UNLIMITED_PATHS = new Set(['/healthz', '/readyz']);
+const ipOf = (req: Request): string => req.ip ?? 'unknown';
+
+/**
+ * Budgets of CONTRACT §2: per IP per minute on every route but the health checks, stricter per-IP buckets for
+ * `/auth/*` (a fifth) and guest tokens (a tenth), and per user per hour once the caller is known.
+ */
+export function ipLimits(ctx: ApiContext): Router {
+  const { redis, config } = ctx.kernel;
+  const perIp = new Limiter(redis, { name: 'ip', points: config.rateLimitPerIp, durationSeconds: 60 });
+  const auth = new Limiter(redis, { name: 'auth', points: Math.max(1, Math.ceil(config.rateLimitPerIp / 5)), durationSeconds: 60 });
+  const guest = new Limiter(redis, { name: 'guest', points: Math.max(1, Math.ceil(config.rateLimitPerIp / 10)), durationSeconds: 60 });
+  const router = Router();
+  router.use(limitBy(perIp, (req) => (UNLIMITED_PATHS.has(req.path) ? undefined : ipOf(req))));
+  router.use('/auth', limitBy(auth, ipOf));
+  router.post('/api/bots/:id/guest-token', limitBy(guest, ipOf));
+  return router;
+}
+
+export function userLimits(ctx: ApiContext): Router {
+  const perUser = new Limiter(ctx.kernel.redis, { name: 'user', points: ctx.kernel.config.rateLimitPerUser, durationSeconds: 3600 });
+  const router = Router();
+  router.use(limitBy(perUser, (req) => req.auth?.userId));
+  return router;
+}
