@@ -16,10 +16,29 @@ export interface ApiServer {
 
 const SHUTDOWN_GRACE_MS = 10_000;
 
+/** Forward-secret AEAD suites only, for TLS 1.2 clients (TLS 1.3 suites are all modern). */
+const TLS12_CIPHERS = ['ECDHE-ECDSA-AES256-GCM-SHA384', 'ECDHE-RSA-AES256-GCM-SHA384', 'ECDHE-ECDSA-CHACHA20-POLY1305', 'ECDHE-RSA-CHACHA20-POLY1305', 'ECDHE-ECDSA-AES128-GCM-SHA256', 'ECDHE-RSA-AES128-GCM-SHA256'].join(':');
+
 function tlsOptions(kernel: Kernel): https.ServerOptions | undefined {
   const tls = kernel.config.tls;
   if (tls === undefined) return undefined;
-  return { cert: readFileSync(tls.certPath), key: readFileSync(tls.keyPath), minVersion: tls.minVersion };
+  return { cert: readFileSync(tls.certPath), key: readFileSync(tls.keyPath), minVersion: tls.minVersion, ciphers: TLS12_CIPHERS, honorCipherOrder: true };
+}
+
+/** SIGHUP re-reads the certificate and key; open connections keep theirs, new ones get the new pair. */
+function reloadCertificatesOnHangup(kernel: Kernel, server: https.Server): () => void {
+  const reload = (): void => {
+    const options = tlsOptions(kernel);
+    if (options === undefined) return;
+    try {
+      server.setSecureContext(options);
+      log.info('TLS certificate reloaded');
+    } catch (error) {
+      log.error('TLS certificate reload failed; keeping the previous one', { error: (error as Error).message });
+    }
+  };
+  process.on('SIGHUP', reload);
+  return () => process.off('SIGHUP', reload);
 }
 
 export async function startApiServer(kernel: Kernel): Promise<ApiServer> {
@@ -27,6 +46,7 @@ export async function startApiServer(kernel: Kernel): Promise<ApiServer> {
   const tls = tlsOptions(kernel);
   const server = tls === undefined ? http.createServer(app.express) : https.createServer(tls, app.express);
   const sockets = attachSocketServer(server, app.context);
+  const stopReloading = server instanceof https.Server ? reloadCertificatesOnHangup(kernel, server) : () => undefined;
   server.headersTimeout = 20_000;
   server.requestTimeout = 60_000;
   await new Promise<void>((resolve, reject) => {
@@ -45,6 +65,7 @@ export async function startApiServer(kernel: Kernel): Promise<ApiServer> {
   const shutdown = (): Promise<void> =>
     (stopping ??= (async () => {
       log.info('api shutting down');
+      stopReloading();
       const grace = setTimeout(() => server.closeAllConnections(), SHUTDOWN_GRACE_MS);
       // Closing Socket.IO disconnects every socket and closes the HTTP server, which lets open requests finish.
       const closed = sockets.close();

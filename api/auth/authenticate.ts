@@ -1,4 +1,5 @@
 import type { NextFunction, Request, RequestHandler, Response } from 'express';
+import { timingSafeEqualHex } from '../../shared/crypto/index.js';
 import { ForbiddenError, UnauthorizedError } from '../../shared/errors.js';
 import type { ApiContext } from '../context.js';
 import type { Session } from './sessions.js';
@@ -61,7 +62,7 @@ async function fromCookie(ctx: ApiContext, req: Request, cookie: string): Promis
   if (sid === undefined || secret === undefined || !/^[0-9a-f-]{36}$/.test(sid)) return undefined;
   const session = await ctx.sessions.touch(sid);
   if (session === undefined || !ctx.sessions.cookieMatches(session, secret)) return undefined;
-  if (!SAFE_METHODS.has(req.method) && req.get(CSRF_HEADER) !== ctx.sessions.csrfToken(sid)) {
+  if (!SAFE_METHODS.has(req.method) && !timingSafeEqualHex(req.get(CSRF_HEADER) ?? '', ctx.sessions.csrfToken(sid))) {
     throw new ForbiddenError('csrf_failed', 'Missing or wrong CSRF token');
   }
   return { userId: session.userId, tenantId: session.tenantId, roles: session.roles, sid, via: 'cookie', session };
@@ -84,7 +85,8 @@ export function authenticate(ctx: ApiContext): RequestHandler {
       }
       const cookies = req.cookies as Record<string, string> | undefined;
       const cookie = cookies?.[SESSION_COOKIE];
-      if (typeof cookie === 'string') {
+      // A login opens a new session: an old cookie neither authenticates it nor needs its CSRF token.
+      if (typeof cookie === 'string' && req.path !== '/auth/login') {
         const auth = await fromCookie(ctx, req, cookie);
         if (auth !== undefined) req.auth = auth;
       }

@@ -56,7 +56,7 @@ export class LoginGuard {
       await this.redis.set(`${PREFIX}lock:${accountKey}`, '1', 'EX', this.lockoutSeconds, 'NX');
     }
     const criticalNow = failures === CRITICAL_FAILURES;
-    if (failures >= CRITICAL_FAILURES) {
+    if (criticalNow) {
       await this.redis.set(`${PREFIX}ip-block:${ip}`, '1', 'EX', this.lockoutSeconds, 'NX');
     }
     const lockTtl = await this.redis.ttl(`${PREFIX}lock:${accountKey}`);
