@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Makes sure the servers botserver needs answer: Redis and PostgreSQL always; test peers behind flags.
 # Where a server already answers, nothing is done. Where it is missing on Debian/Ubuntu, it is installed with apt
-# and started without systemd. Usage: scripts/services.sh [--test-peers LIST]
+# and started without systemd. Usage: scripts/services.sh [--test-peers LIST] [--browser]
 set -euo pipefail
 
 REDIS_URL="${REDIS_URL:-redis://127.0.0.1:6379}"
@@ -59,6 +59,19 @@ ensure_postgres() {
   wait_port "$host" "$port" || { say "PostgreSQL did not start"; return 1; }
 }
 
+# --browser: Debian's Chromium at /usr/bin/chromium for the browser tests (test/e2e). A failed install only warns:
+# those tests then skip on a developer machine and fail in CI (CI set), where a missing browser is a broken setup.
+WANT_BROWSER=0
+for arg in "$@"; do if [ "$arg" = "--browser" ]; then WANT_BROWSER=1; fi; done
+ensure_browser() {
+  [ -x /usr/bin/chromium ] && return 0
+  apt_install chromium || return 1
+  [ -x /usr/bin/chromium ] || { say "chromium is installed but /usr/bin/chromium is missing"; return 1; }
+}
+
 ensure_redis
 ensure_postgres
 say "Redis and PostgreSQL answer"
+if [ "$WANT_BROWSER" -eq 1 ]; then
+  if ensure_browser; then say "Chromium: $(/usr/bin/chromium --version 2>/dev/null || echo /usr/bin/chromium)"; else say "Chromium could not be installed: browser tests will be skipped (or fail in CI)"; fi
+fi

@@ -39,6 +39,7 @@ const ui = {
   loginError: $('login-error'),
   loginSubmit: $('login-submit'),
   passwordForm: $('password-form'),
+  passwordUsername: $('password-username'),
   passwordCurrent: $('password-current'),
   passwordNew: $('password-new'),
   passwordConfirm: $('password-confirm'),
@@ -196,6 +197,8 @@ function showPasswordChange(currentPassword = '') {
   state.mode = 'user';
   showAccount();
   ui.passwordForm.reset();
+  // For password managers: the account the new password belongs to (a hidden, read-only field).
+  ui.passwordUsername.value = state.me?.email ?? ui.loginEmail.value.trim();
   ui.passwordCurrent.value = currentPassword;
   ui.passwordError.textContent = '';
   showView('password', currentPassword === '' ? ui.passwordCurrent : ui.passwordNew);

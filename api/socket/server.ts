@@ -19,6 +19,15 @@ export type ChatServer = Server<ClientToServerEvents, ServerToClientEvents, Reco
 const PING_INTERVAL_MS = 25_000;
 const PING_TIMEOUT_MS = 20_000;
 
+/** The page served by this very server (whatever host name it was reached by) may always connect. */
+function isSameOrigin(origin: string, host: string | undefined): boolean {
+  try {
+    return host !== undefined && new URL(origin).host === host;
+  } catch {
+    return false;
+  }
+}
+
 /** Refuses what a signed-in account may not do yet (one-time password, pending MFA enrolment). */
 function pendingDuty(ctx: ApiContext, caller: Caller): string | undefined {
   if (caller.kind !== 'user') return undefined;
@@ -44,10 +53,10 @@ export function attachSocketServer(httpServer: http.Server | https.Server, ctx: 
     pingInterval: PING_INTERVAL_MS,
     pingTimeout: PING_TIMEOUT_MS,
     cors: { origin: [...allowed], credentials: true },
-    // Browsers always send Origin; a present one must be whitelisted. Non-browser clients still need a token.
+    // Browsers always send Origin; a present one must be this server's own or whitelisted. Non-browser clients still need a token.
     allowRequest: (req, callback) => {
       const origin = req.headers.origin;
-      callback(null, origin === undefined || allowed.has(origin));
+      callback(null, origin === undefined || allowed.has(origin) || isSameOrigin(origin, req.headers.host));
     },
     adapter: createAdapter(pub, sub),
   });
