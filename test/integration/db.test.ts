@@ -1,3 +1,4 @@
+import { migrations } from '../../shared/db/migrations/index.js';
 import { expect } from 'chai';
 import { ValidationError } from '../../shared/errors.js';
 import {
@@ -6,9 +7,7 @@ import {
 } from '../../shared/db/index.js';
 import { createTestDatabase, dropDatabase, useTestDatabase, type TestDatabase } from '../helpers/db.js';
 
-const ALL_MIGRATIONS = [
-  '001_tenants_users', '002_bots_conversations_messages', '003_files_knowledge_email', '004_audit', '005_roles_and_rls',
-];
+const ALL_MIGRATIONS = migrations.map((migration) => migration.name);
 
 async function tableNames(db: TestDatabase): Promise<string[]> {
   const rows = await db.ownerDb('pg_tables').where({ schemaname: 'public' }).whereNot('tablename', 'like', 'knex_%')

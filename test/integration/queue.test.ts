@@ -149,8 +149,9 @@ describe('queues: encrypted BullMQ jobs (CONTRACT §6)', function () {
 
   async function failedJob(queue: QueueName, jobId: string | undefined): Promise<Job<Envelope>> {
     return eventually(`job ${jobId} to fail`, async () => {
-      const job = jobId === undefined ? undefined : await factory.queue(queue).getJob(jobId);
-      return job !== undefined && (await job.getState()) === 'failed' ? job : undefined;
+      if (jobId === undefined || (await factory.queue(queue).getJobState(jobId)) !== 'failed') return undefined;
+      // Read the job only once it has failed, so its fields (attemptsMade, failedReason) are the final ones.
+      return factory.queue(queue).getJob(jobId);
     });
   }
 
