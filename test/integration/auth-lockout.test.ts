@@ -1,11 +1,11 @@
 import { expect } from 'chai';
 import { randomBytes, randomInt } from 'node:crypto';
-import { Redis } from 'ioredis';
 import { apiTestConfig, createTestUser, postJson, startTestApi, startTestAuditWorker, type LoginResult, type TestApi } from '../helpers/api.js';
 import { uniqueQueuePrefix } from '../helpers/config.js';
 import { createTestDatabase, type TestDatabase } from '../helpers/db.js';
 import { waitFor } from '../helpers/process.js';
 import type { RunningWorkers } from '../../workers/main.js';
+import { dropRedisKeys } from '../helpers/redis.js';
 
 /**
  * Issue acceptance, from the outside: the account lockout after BOTSERVER_MAX_LOGIN_ATTEMPTS (5) failures, the
@@ -30,20 +30,6 @@ interface AuditRow {
 const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms));
 
 
-/** Removes the Redis keys (BullMQ queues of our private prefixes, block counters) this suite left behind. */
-async function dropRedisKeys(redisUrl: string, patterns: readonly string[]): Promise<void> {
-  const redis = new Redis(redisUrl, { lazyConnect: true, maxRetriesPerRequest: 1 });
-  try {
-    await redis.connect();
-    for (const pattern of patterns) {
-      const keys: string[] = [];
-      for await (const batch of redis.scanStream({ match: pattern, count: 500 })) keys.push(...(batch as string[]));
-      if (keys.length > 0) await redis.del(...keys);
-    }
-  } finally {
-    redis.disconnect();
-  }
-}
 
 describe('auth lockout: failed logins, lockout, IP block, audit', function () {
   this.timeout(60_000);

@@ -1,11 +1,11 @@
 import { expect } from 'chai';
-import { Redis } from 'ioredis';
 import { randomBytes } from 'node:crypto';
 import { apiTestConfig, createTestUser, loginTokens, postJson, startTestApi, startTestAuditWorker, type TestApi, type TestUser } from '../helpers/api.js';
 import { uniqueQueuePrefix } from '../helpers/config.js';
 import { createTestDatabase, type TestDatabase } from '../helpers/db.js';
 import { freePort, startCli, waitFor, waitForHttpOk, type RunningCli } from '../helpers/process.js';
 import type { RunningWorkers } from '../../workers/main.js';
+import { dropRedisKeys } from '../helpers/redis.js';
 
 /**
  * Issue acceptance, from the outside: refresh rotation and reuse detection, logout (one session, all sessions,
@@ -80,20 +80,6 @@ function parseSetCookie(header: string): ParsedCookie {
 }
 
 
-/** Removes the Redis keys (BullMQ queues of our private prefixes, block counters) this suite left behind. */
-async function dropRedisKeys(redisUrl: string, patterns: readonly string[]): Promise<void> {
-  const redis = new Redis(redisUrl, { lazyConnect: true, maxRetriesPerRequest: 1 });
-  try {
-    await redis.connect();
-    for (const pattern of patterns) {
-      const keys: string[] = [];
-      for await (const batch of redis.scanStream({ match: pattern, count: 500 })) keys.push(...(batch as string[]));
-      if (keys.length > 0) await redis.del(...keys);
-    }
-  } finally {
-    redis.disconnect();
-  }
-}
 
 describe('auth sessions', function () {
   this.timeout(60_000);

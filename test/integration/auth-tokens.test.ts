@@ -1,5 +1,4 @@
 import { expect } from 'chai';
-import { Redis } from 'ioredis';
 import { createHmac, createPrivateKey, createPublicKey, generateKeyPairSync, randomUUID, sign, type JsonWebKey, type KeyObject } from 'node:crypto';
 import { decodeJwt, decodeProtectedHeader, type JWK } from 'jose';
 import { apiTestConfig, createTestUser, loginTokens, startTestApi, startTestAuditWorker, type TestApi, type TestUser } from '../helpers/api.js';
@@ -7,6 +6,7 @@ import { uniqueQueuePrefix } from '../helpers/config.js';
 import { createTestDatabase, type TestDatabase } from '../helpers/db.js';
 import { REPO_ROOT } from '../helpers/process.js';
 import type { RunningWorkers } from '../../workers/main.js';
+import { dropRedisKeys } from '../helpers/redis.js';
 
 /**
  * Issue acceptance, from the outside: every forged, altered, expired or orphaned access token is refused with
@@ -62,20 +62,6 @@ function expectUnauthorized(result: HttpResult, what: string): void {
 }
 
 
-/** Removes the Redis keys (BullMQ queues of our private prefixes, block counters) this suite left behind. */
-async function dropRedisKeys(redisUrl: string, patterns: readonly string[]): Promise<void> {
-  const redis = new Redis(redisUrl, { lazyConnect: true, maxRetriesPerRequest: 1 });
-  try {
-    await redis.connect();
-    for (const pattern of patterns) {
-      const keys: string[] = [];
-      for await (const batch of redis.scanStream({ match: pattern, count: 500 })) keys.push(...(batch as string[]));
-      if (keys.length > 0) await redis.del(...keys);
-    }
-  } finally {
-    redis.disconnect();
-  }
-}
 
 describe('auth tokens: forged and stale access tokens are refused (GET /api/me)', function () {
   this.timeout(60_000);
