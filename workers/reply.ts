@@ -36,6 +36,7 @@ async function loadTurn(kernel: Kernel, data: JobData<'bot-reply'>): Promise<Tur
     const bot = await trx('conversations')
       .join('bots', 'bots.id', 'conversations.bot_id')
       .where('conversations.id', data.conversationId)
+      .whereNull('bots.deleted_at')
       .first<BotRow | undefined>('bots.name', 'bots.rules', 'bots.llm');
     if (bot === undefined) return { kind: 'gone' };
     const history = await listMessages(trx, ring, data.conversationId, { before: message, limit: HISTORY_TURNS });
@@ -75,12 +76,13 @@ export function startReplyWorker(kernel: Kernel): void {
         await answerMessage(kernel, engine, chat, data);
       } catch (error) {
         const final = isLastAttempt(job, error) || (error instanceof LlmError && !error.retryable);
-        log.warn('reply failed', { jobId: job.id, attempt: job.attemptsMade + 1, final, code: error instanceof LlmError ? error.code : undefined });
+        log.warn('reply failed', { jobId: job.id, attempt: job.attemptsMade + 1, final, errorCode: error instanceof LlmError ? error.code : undefined });
         if (final) chat.messageError({ conversationId: data.conversationId, error: 'reply_failed' });
         if (error instanceof LlmError && !error.retryable) throw new UnrecoverableError(error.code);
         throw error;
       }
     },
-    { concurrency: 20 },
+    // A crashed worker's active jobs run again once their lock expires and a stalled-job check sees it.
+    { concurrency: 20, lockDuration: kernel.config.jobLockMs, stalledInterval: kernel.config.jobLockMs },
   );
 }

@@ -23,6 +23,8 @@ export interface GuestClaims {
   tid: string;
   bid: string;
   cid: string;
+  /** Expiry, seconds since the epoch. */
+  exp: number;
 }
 
 /** RS256 access tokens: signed with BOTSERVER_JWT_PRIVATE_KEY, verified against our own JWKS (by `kid`). */
@@ -81,7 +83,7 @@ export class TokenService {
     }
   }
 
-  async signGuest(claims: Omit<GuestClaims, 'sub'>): Promise<string> {
+  async signGuest(claims: Omit<GuestClaims, 'sub' | 'exp'>): Promise<string> {
     return new SignJWT({ tid: claims.tid, bid: claims.bid, cid: claims.cid })
       .setProtectedHeader({ alg: 'RS256', kid: this.kid, typ: 'guest+jwt' })
       .setIssuer(TOKEN_ISSUER)
@@ -102,9 +104,9 @@ export class TokenService {
         typ: 'guest+jwt',
         requiredClaims: ['sub', 'jti', 'exp', 'iat'],
       });
-      const { sub, tid, bid, cid } = payload;
-      if (typeof sub !== 'string' || typeof tid !== 'string' || typeof bid !== 'string' || typeof cid !== 'string') throw new Error('claims');
-      return { sub, tid, bid, cid };
+      const { sub, tid, bid, cid, exp } = payload;
+      if (typeof sub !== 'string' || typeof tid !== 'string' || typeof bid !== 'string' || typeof cid !== 'string' || typeof exp !== 'number') throw new Error('claims');
+      return { sub, tid, bid, cid, exp };
     } catch {
       throw new UnauthorizedError('unauthorized', 'The guest token is not valid');
     }

@@ -26,6 +26,8 @@ const EVENTS_PER_WINDOW = 30;
 const WINDOW_SECONDS = 10;
 const MAX_STRIKES = 5;
 const eventLimiter = new RateLimiterMemory({ points: EVENTS_PER_WINDOW, duration: WINDOW_SECONDS });
+/** How often an idle socket's session is checked, so a logout also ends sockets that send nothing. */
+const LIVENESS_CHECK_MS = 60_000;
 
 function errorCode(error: unknown): string {
   if (error instanceof AppError && error.expose) return error.code;
@@ -50,6 +52,23 @@ export function registerChatHandlers(ctx: ApiContext, socket: ChatSocket): void 
     socket.disconnect(true);
   };
 
+  /** The credentials the socket connected with still hold: its session is alive, or its guest token unexpired. */
+  const stillAuthorised = async (): Promise<boolean> => {
+    if (caller.kind === 'guest') return caller.guest.exp * 1000 > Date.now();
+    const session = await ctx.sessions.touch(caller.auth.sid);
+    return session !== undefined && session.userId === caller.auth.userId;
+  };
+  const endIfRevoked = async (): Promise<boolean> => {
+    if (await stillAuthorised()) return false;
+    socket.disconnect(true);
+    return true;
+  };
+  const livenessTimer = setInterval(() => {
+    endIfRevoked().catch(() => undefined);
+  }, LIVENESS_CHECK_MS);
+  livenessTimer.unref();
+  socket.on('disconnect', () => clearInterval(livenessTimer));
+
   const strike = (reason: string): void => {
     strikes += 1;
     if (strikes >= MAX_STRIKES) disconnectForAbuse(reason);
@@ -62,6 +81,10 @@ export function registerChatHandlers(ctx: ApiContext, socket: ChatSocket): void 
       eventLimiter
         .consume(socket.id)
         .then(async () => {
+          if (await endIfRevoked()) {
+            reply({ ok: false, error: 'unauthorized' });
+            return;
+          }
           const parsed = schema.safeParse(payload);
           if (!parsed.success) {
             strike('invalid_events');

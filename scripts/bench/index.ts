@@ -13,6 +13,10 @@ const BENCHMARKS: Record<string, Benchmark> = {
     description: 'Argon2id hash cost, 2 x 50 concurrent logins: latency, throughput and event-loop lag',
     load: () => import('./login.js'),
   },
+  chat: {
+    description: 'N socket clients x M messages to a rule bot (in-process API + reply worker): replies/s, p50/p99 send-to-reply latency',
+    load: () => import('./chat.js'),
+  },
 };
 
 function usage(): string {

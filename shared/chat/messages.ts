@@ -92,22 +92,38 @@ export async function findReplyTo(trx: Knex.Transaction, ring: KeyRing, messageI
   return row === undefined ? undefined : toMessage(ring, row);
 }
 
-/** The conversation's messages, oldest first; `before` limits to messages older than that one (for history). */
+/**
+ * How far before the last message a client saw a replay starts: `created_at` is the inserting transaction's start,
+ * so a message committed after the one the client saw may carry an earlier time. Clients dedupe by messageId.
+ */
+const REPLAY_OVERLAP = "interval '10 seconds'";
+
+/**
+ * The conversation's messages, oldest first. `before`: the newest ones older than that message (history for the
+ * bot). `after`: the oldest ones from shortly before that message on (a reconnecting client's replay), without it.
+ */
 export async function listMessages(
   trx: Knex.Transaction,
   ring: KeyRing,
   conversationId: string,
   options: { limit?: number; before?: StoredMessage; after?: string } = {},
 ): Promise<StoredMessage[]> {
-  let query = trx('messages').where({ conversation_id: conversationId });
-  if (options.before !== undefined) query = query.where('created_at', '<', options.before.createdAt).whereNot({ id: options.before.messageId });
+  const limit = options.limit ?? 200;
+  const query = trx('messages').where({ conversation_id: conversationId });
   if (options.after !== undefined) {
     const after = options.after;
-    query = query.where('created_at', '>', trx('messages').select('created_at').where({ id: after }));
+    const rows = await query
+      .where('created_at', '>=', trx('messages').select(trx.raw(`created_at - ${REPLAY_OVERLAP}`)).where({ id: after, conversation_id: conversationId }))
+      .whereNot({ id: after })
+      .orderBy([{ column: 'created_at', order: 'asc' }, { column: 'id', order: 'asc' }])
+      .limit(limit)
+      .select<MessageRow[]>(COLUMNS);
+    return rows.map((row) => toMessage(ring, row));
   }
+  if (options.before !== undefined) query.where('created_at', '<', options.before.createdAt).whereNot({ id: options.before.messageId });
   const rows = await query
     .orderBy([{ column: 'created_at', order: 'desc' }, { column: 'id', order: 'desc' }])
-    .limit(options.limit ?? 200)
+    .limit(limit)
     .select<MessageRow[]>(COLUMNS);
   return rows.reverse().map((row) => toMessage(ring, row));
 }

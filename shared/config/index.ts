@@ -28,6 +28,8 @@ export interface Config {
   features: ReadonlySet<Feature>;
   oidc: { issuer: string; clientId: string; clientSecret: string | undefined } | undefined;
   auditEnabled: boolean;
+  /** Fraction (0..1) of API requests recorded as `api.call` audit events; 0 = none. */
+  auditApiSampleRate: number;
   requireMfa: boolean;
   sessionTimeoutSeconds: number;
   maxLoginAttempts: number;
@@ -37,6 +39,8 @@ export interface Config {
   rateLimitPerUser: number;
   maxUploadSize: number;
   wsMaxMessageSize: number;
+  /** BullMQ lock of an active job and stalled-job check interval (ms): how soon a crashed worker's jobs run again. */
+  jobLockMs: number;
   tls: { certPath: string; keyPath: string; minVersion: 'TLSv1.2' | 'TLSv1.3' } | undefined;
   llm: { baseUrl: string; apiKey: string | undefined; model: string | undefined } | undefined;
   embeddings: { baseUrl: string; model: string | undefined } | undefined;
@@ -162,6 +166,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
         ? undefined
         : { issuer: raw.ZITADEL_DOMAIN, clientId: raw.ZITADEL_CLIENT_ID, clientSecret: raw.ZITADEL_CLIENT_SECRET },
     auditEnabled: raw.BOTSERVER_ENABLE_AUDIT,
+    auditApiSampleRate: raw.BOTSERVER_AUDIT_API_SAMPLE_RATE,
     requireMfa: raw.BOTSERVER_REQUIRE_MFA,
     sessionTimeoutSeconds: raw.BOTSERVER_SESSION_TIMEOUT,
     maxLoginAttempts: raw.BOTSERVER_MAX_LOGIN_ATTEMPTS,
@@ -171,6 +176,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     rateLimitPerUser: raw.BOTSERVER_RATE_LIMIT_PER_USER,
     maxUploadSize: raw.BOTSERVER_MAX_UPLOAD_SIZE,
     wsMaxMessageSize: raw.BOTSERVER_WS_MAX_MESSAGE_SIZE,
+    jobLockMs: raw.BOTSERVER_JOB_LOCK_MS,
     tls,
     llm: raw.LLM_BASE_URL === undefined ? undefined : { baseUrl: raw.LLM_BASE_URL, apiKey: raw.LLM_API_KEY, model: raw.LLM_MODEL },
     embeddings: raw.EMBEDDINGS_BASE_URL === undefined ? undefined : { baseUrl: raw.EMBEDDINGS_BASE_URL, model: raw.EMBEDDINGS_MODEL },

@@ -80,6 +80,11 @@ export const envSchema = z.object({
   ZITADEL_CLIENT_ID: optionalText,
   ZITADEL_CLIENT_SECRET: optionalText,
   BOTSERVER_ENABLE_AUDIT: boolean(true),
+  BOTSERVER_AUDIT_API_SAMPLE_RATE: z
+    .string()
+    .regex(/^(0(\.\d+)?|1(\.0+)?|\.\d+)$/, 'must be a number from 0 to 1')
+    .optional()
+    .transform((value) => (value === undefined ? 0 : Number(value))),
   BOTSERVER_REQUIRE_MFA: boolean(false),
   BOTSERVER_SESSION_TIMEOUT: positiveInt(3600),
   BOTSERVER_MAX_LOGIN_ATTEMPTS: positiveInt(5),
@@ -103,6 +108,7 @@ export const envSchema = z.object({
   BOTSERVER_RATE_LIMIT_PER_USER: positiveInt(1000),
   BOTSERVER_MAX_UPLOAD_SIZE: positiveInt(104857600),
   BOTSERVER_WS_MAX_MESSAGE_SIZE: positiveInt(10485760),
+  BOTSERVER_JOB_LOCK_MS: positiveInt(30000).refine((value) => value >= 1000, 'must be at least 1000 (milliseconds)'),
   BOTSERVER_TLS_CERT: optionalText,
   BOTSERVER_TLS_KEY: optionalText,
   BOTSERVER_TLS_MIN_VERSION: z.enum(['1.2', '1.3']).default('1.3'),
