@@ -1,3 +1,4 @@
+import { bullmqBaseline } from './bullmqBaseline.js';
 import { availableParallelism } from 'node:os';
 import { performance } from 'node:perf_hooks';
 import { configureProcessLogging } from '../../shared/kernel.js';
@@ -128,6 +129,7 @@ export async function run(args: string[]): Promise<number> {
 
     const latencies = runs.flatMap((r) => r.latencies);
     const failures = runs.flatMap((r) => r.failures);
+    const baseline = await bullmqBaseline(config.redisUrl, options.clients, options.messages);
     const result = {
       bench: 'chat',
       node: process.version,
@@ -143,6 +145,11 @@ export async function run(args: string[]): Promise<number> {
       latencyP90Ms: round1(percentile(latencies, 90)),
       latencyP99Ms: round1(percentile(latencies, 99)),
       latencyMaxMs: round1(Math.max(...latencies)),
+      baselineJobsPerSecond: round1(baseline.jobsPerSecond),
+      baselineP50Ms: round1(percentile(baseline.latencies, 50)),
+      baselineP99Ms: round1(percentile(baseline.latencies, 99)),
+      /** What we track: the share of bare BullMQ throughput the whole pipeline keeps. */
+      ratioToBaseline: Math.round((latencies.length / (wallMs / 1000) / baseline.jobsPerSecond) * 1000) / 1000,
     };
     const out = [
       `chat benchmark  node ${process.version}, ${availableParallelism()} CPU(s); API, reply worker and clients in one process`,
@@ -152,6 +159,11 @@ export async function run(args: string[]): Promise<number> {
         [result.clients, result.messagesPerClient, result.sent, result.replies, result.failures, round1(wallMs / 1000), result.repliesPerSecond, result.latencyP50Ms, result.latencyP90Ms, result.latencyP99Ms, result.latencyMaxMs].map(String),
       ]),
       '(closed loop per client: the next message is sent when the previous reply arrived; latency = message:send to the bot\'s message:new)',
+      '',
+      table([
+        ['bare BullMQ add→process', 'jobs', 'jobs/s', 'p50 ms', 'p99 ms', 'chat ÷ bare'],
+        ['same shape, same Redis', String(baseline.jobs), String(result.baselineJobsPerSecond), String(result.baselineP50Ms), String(result.baselineP99Ms), String(result.ratioToBaseline)],
+      ]),
     ];
     if (failures.length > 0) out.push(`failures: ${[...new Set(failures)].slice(0, 5).join('; ')}`);
     process.stdout.write(`${out.join('\n')}\n${JSON.stringify(result)}\n`);
