@@ -1,20 +1,14 @@
-import { appendAuditEvent } from '../shared/audit/index.js';
 import type { Kernel } from '../shared/kernel.js';
-import { log } from '../shared/log/index.js';
+import { AuditBatcher } from './auditBatcher.js';
+
+/** Jobs held at once; their events are appended together (one lock, one INSERT per batch). */
+const AUDIT_CONCURRENCY = 200;
 
 /**
- * The audit family: appends each event to the hash chain as the audit role (INSERT only). Concurrency 1 keeps
- * the chain in arrival order within a process; the advisory lock in appendAuditEvent keeps it linear across
- * processes.
+ * The audit family: appends events to the hash chain as the audit role (INSERT only). The advisory lock in
+ * appendAuditEvents keeps the chain linear across any number of audit worker processes.
  */
 export function startAuditWorker(kernel: Kernel): void {
-  const keys = { chainKey: kernel.keys.auditChainKey, pseudonymKey: kernel.keys.pseudonymKey };
-  kernel.queues.worker(
-    'audit',
-    async (event) => {
-      const written = await appendAuditEvent(kernel.db, keys, event);
-      if (!written) log.debug('audit event already in the chain', { eventId: event.eventId });
-    },
-    { concurrency: 1 },
-  );
+  const batcher = new AuditBatcher(kernel.db, { chainKey: kernel.keys.auditChainKey, pseudonymKey: kernel.keys.pseudonymKey }, AUDIT_CONCURRENCY);
+  kernel.queues.worker('audit', (event) => batcher.append(event), { concurrency: AUDIT_CONCURRENCY });
 }
