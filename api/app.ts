@@ -1,17 +1,22 @@
 import cookieParser from 'cookie-parser';
-import cors from 'cors';
 import express, { type Express } from 'express';
 import helmet from 'helmet';
 import { Redis } from 'ioredis';
 import type { Kernel } from '../shared/kernel.js';
 import { accountDuties, authenticate } from './auth/authenticate.js';
 import { createApiContext, type ApiContext } from './context.js';
+import { allowedOriginsCors } from './http/cors.js';
+import { bodyParsers } from './http/body.js';
 import { errorHandler, notFound } from './http/errors.js';
 import { ipLimits, userLimits } from './http/limits.js';
 import { requestId } from './http/requestId.js';
+import { openApiRoutes } from './openapi/route.js';
+import { auditApiCalls, auditRoutes } from './routes/audit.js';
 import { authRoutes } from './routes/auth.js';
 import { botRoutes } from './routes/bots.js';
+import { bullBoardRoutes } from './routes/bullBoard.js';
 import { conversationRoutes } from './routes/conversations.js';
+import { gdprRoutes } from './routes/gdpr.js';
 import { metricsRoutes } from './routes/metrics.js';
 import { healthRoutes } from './routes/health.js';
 import { oidcRoutes } from './routes/oidc.js';
@@ -23,8 +28,6 @@ export interface App {
   context: ApiContext;
   close(): Promise<void>;
 }
-
-const JSON_BODY_LIMIT = '64kb';
 
 export async function createApp(kernel: Kernel): Promise<App> {
   const context = await createApiContext(kernel);
@@ -39,18 +42,40 @@ export async function createApp(kernel: Kernel): Promise<App> {
   app.use(
     helmet({
       strictTransportSecurity: tls ? { maxAge: 31536000, includeSubDomains: true } : false,
-      contentSecurityPolicy: { directives: { upgradeInsecureRequests: tls ? [] : null } },
+      // Written out in full (no helmet defaults): the web chat loads only its own files and speaks only to its origin.
+      contentSecurityPolicy: {
+        useDefaults: false,
+        directives: {
+          defaultSrc: ["'self'"],
+          baseUri: ["'none'"],
+          connectSrc: ["'self'"],
+          fontSrc: ["'self'"],
+          formAction: ["'self'"],
+          frameAncestors: ["'none'"],
+          imgSrc: ["'self'"],
+          objectSrc: ["'none'"],
+          scriptSrc: ["'self'"],
+          scriptSrcAttr: ["'none'"],
+          styleSrc: ["'self'"],
+          ...(tls ? { upgradeInsecureRequests: [] } : {}),
+        },
+      },
+      xFrameOptions: { action: 'deny' },
     }),
   );
   app.use(context.metrics.middleware());
-  // Only whitelisted origins get CORS headers (with credentials); no wildcard is ever sent.
-  app.use(cors({ origin: [...kernel.config.allowedOrigins], credentials: true, maxAge: 600 }));
+  // Only whitelisted origins get CORS headers (exactly their origin, with credentials); any other origin gets none at
+  // all (not even Allow-Credentials/Methods on a preflight); no wildcard is ever sent. The answer depends on Origin.
+  app.use(allowedOriginsCors(kernel.config.allowedOrigins));
   app.use(ipLimits(context));
   app.use(healthRoutes(probeRedis, kernel.db));
   app.use(metricsRoutes(context));
-  app.use(express.json({ limit: JSON_BODY_LIMIT, strict: true, type: ['application/json', 'application/*+json'] }));
+  app.use(bodyParsers()); // JSON with per-route size limits; 415 for any other body type
   app.use(cookieParser());
+  app.use(auditApiCalls(context)); // a sampled api.call audit event per request (BOTSERVER_AUDIT_API_SAMPLE_RATE)
   app.use(webchatRoutes(context)); // the page, its assets and /auth/socket-token (authenticates itself)
+  app.use(openApiRoutes(kernel.config)); // GET /api/openapi.json (public)
+  app.use(bullBoardRoutes(context)); // /admin/queues: admins only, Origin-checked instead of X-CSRF-Token (authenticates itself)
   app.use(authenticate(context));
   app.use(userLimits(context));
   app.use(accountDuties(context));
@@ -59,6 +84,8 @@ export async function createApp(kernel: Kernel): Promise<App> {
   app.use(userRoutes(context));
   app.use(botRoutes(context));
   app.use(conversationRoutes(context));
+  app.use(gdprRoutes(context));
+  app.use(auditRoutes(context));
   app.use(notFound);
   app.use(errorHandler);
 

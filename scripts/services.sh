@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Makes sure the servers botserver needs answer: Redis and PostgreSQL always; test peers behind flags.
 # Where a server already answers, nothing is done. Where it is missing on Debian/Ubuntu, it is installed with apt
-# and started without systemd. Usage: scripts/services.sh [--test-peers LIST] [--browser]
+# and started without systemd. Usage: scripts/services.sh [--test-peers LIST] [--browser] [--mail] [--security-tools]
 set -euo pipefail
 
 REDIS_URL="${REDIS_URL:-redis://127.0.0.1:6379}"
@@ -69,9 +69,80 @@ ensure_browser() {
   [ -x /usr/bin/chromium ] || { say "chromium is installed but /usr/bin/chromium is missing"; return 1; }
 }
 
+# --mail: a private Dovecot (IMAP on 127.0.0.1:${BOTSERVER_TEST_IMAP_PORT:-1143}, LMTP on ${BOTSERVER_TEST_LMTP_PORT:-2424}) for the
+# e-mail tests: passwd-file users (test/helpers/mail.ts adds them), maildirs under $STATE_DIR/mail. Stop it with
+# `dovecot -c $STATE_DIR/dovecot/dovecot.conf stop`.
+WANT_MAIL=0
+for arg in "$@"; do if [ "$arg" = "--mail" ]; then WANT_MAIL=1; fi; done
+ensure_mail() {
+  local imap_port="${BOTSERVER_TEST_IMAP_PORT:-1143}" lmtp_port="${BOTSERVER_TEST_LMTP_PORT:-2424}"
+  local dir="$STATE_DIR/dovecot" mail="$STATE_DIR/mail"
+  if port_open 127.0.0.1 "$imap_port" && port_open 127.0.0.1 "$lmtp_port"; then return 0; fi
+  command -v dovecot >/dev/null || apt_install dovecot-imapd dovecot-lmtpd || return 1
+  mkdir -p "$dir/base" "$dir/state" "$mail"
+  touch "$dir/users"
+  chmod 0644 "$dir/users"
+  chown 5000:5000 "$mail" 2>/dev/null || true
+  cat > "$dir/dovecot.conf" <<CONF
+protocols = imap lmtp
+listen = 127.0.0.1
+instance_name = botserver-test
+base_dir = $dir/base
+state_dir = $dir/state
+log_path = $dir/dovecot.log
+ssl = no
+disable_plaintext_auth = no
+auth_mechanisms = plain login
+mail_location = maildir:$mail/%d/%n/Maildir
+first_valid_uid = 5000
+passdb {
+  driver = passwd-file
+  args = scheme=SHA512-CRYPT username_format=%u $dir/users
+}
+userdb {
+  driver = static
+  args = uid=5000 gid=5000 home=$mail/%d/%n
+}
+service imap-login {
+  inet_listener imap {
+    address = 127.0.0.1
+    port = $imap_port
+  }
+  inet_listener imaps {
+    port = 0
+  }
+}
+service lmtp {
+  inet_listener lmtp {
+    address = 127.0.0.1
+    port = $lmtp_port
+  }
+}
+protocol lmtp {
+  postmaster_address = postmaster@example.test
+}
+CONF
+  say "starting Dovecot (IMAP 127.0.0.1:$imap_port, LMTP 127.0.0.1:$lmtp_port)"
+  dovecot -c "$dir/dovecot.conf" || { say "Dovecot did not start (see $dir/dovecot.log)"; return 1; }
+  wait_port 127.0.0.1 "$imap_port" && wait_port 127.0.0.1 "$lmtp_port" || { say "Dovecot does not answer (see $dir/dovecot.log)"; return 1; }
+}
+
+# --security-tools: openssl (test certificates) and Debian's sqlmap (scripts/sqlmap-check.sh). A failed install only
+# warns: the sqlmap test then skips on a developer machine and fails in CI (CI set).
+WANT_SECURITY_TOOLS=0
+for arg in "$@"; do if [ "$arg" = "--security-tools" ]; then WANT_SECURITY_TOOLS=1; fi; done
+ensure_security_tools() {
+  command -v openssl >/dev/null || apt_install openssl || return 1
+  command -v sqlmap >/dev/null || apt_install sqlmap || return 1
+}
+
 ensure_redis
 ensure_postgres
 say "Redis and PostgreSQL answer"
 if [ "$WANT_BROWSER" -eq 1 ]; then
   if ensure_browser; then say "Chromium: $(/usr/bin/chromium --version 2>/dev/null || echo /usr/bin/chromium)"; else say "Chromium could not be installed: browser tests will be skipped (or fail in CI)"; fi
+fi
+if [ "$WANT_MAIL" -eq 1 ]; then ensure_mail || { say "Dovecot could not be started"; exit 1; }; say "Dovecot answers"; fi
+if [ "$WANT_SECURITY_TOOLS" -eq 1 ]; then
+  if ensure_security_tools; then say "openssl and sqlmap: present"; else say "openssl or sqlmap could not be installed: the sqlmap test will be skipped (or fail in CI)"; fi
 fi

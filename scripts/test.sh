@@ -2,7 +2,7 @@
 # The whole suite: starts the services it needs, then mocha; the last line is "N passed, N failed".
 set -uo pipefail
 cd "$(dirname "$0")/.."
-bash scripts/services.sh --browser || { echo "0 passed, 1 failed"; exit 1; }
+bash scripts/services.sh --browser --mail --security-tools || { echo "0 passed, 1 failed"; exit 1; }
 export NODE_ENV=test
 export BOTSERVER_DATA_DIR="${BOTSERVER_DATA_DIR:-$PWD/.test-run/data}"
 export LOG_LEVEL="${LOG_LEVEL:-warn}"

@@ -52,6 +52,7 @@ async function loadTurn(kernel: Kernel, data: JobData<'bot-reply'>): Promise<Tur
 export async function answerMessage(kernel: Kernel, engine: ReplyEngine, chat: ChatEmitter, data: JobData<'bot-reply'>): Promise<void> {
   const turn = await loadTurn(kernel, data);
   if (turn.kind === 'answered') {
+    await forwardByEmail(kernel, data, turn.reply.messageId);
     chat.messageNew(toMessageEvent(turn.reply));
     return;
   }
@@ -63,7 +64,18 @@ export async function answerMessage(kernel: Kernel, engine: ReplyEngine, chat: C
   const { message } = await withTenant(kernel.db, data.tenantId, (trx) =>
     insertMessage(trx, kernel.keys.columnRing, { id: replyId, tenantId: data.tenantId, conversationId: data.conversationId, role: 'bot', text, replyTo: data.messageId }),
   );
+  await forwardByEmail(kernel, data, message.messageId);
   chat.messageNew(toMessageEvent(message));
+}
+
+/**
+ * In an e-mail conversation the stored reply also goes out by SMTP: an email-outbound job whose id is the reply's,
+ * so a retried reply job (crashed after storing) enqueues it once.
+ */
+async function forwardByEmail(kernel: Kernel, data: JobData<'bot-reply'>, replyId: string): Promise<void> {
+  const conversation = await withTenant(kernel.db, data.tenantId, (trx) => trx('conversations').where({ id: data.conversationId }).first<{ channel: string } | undefined>('channel'));
+  if (conversation?.channel !== 'email') return;
+  await kernel.queues.enqueue('email-outbound', 'send', { tenantId: data.tenantId, conversationId: data.conversationId, replyToMessageId: data.messageId, botMessageId: replyId }, { jobId: replyId });
 }
 
 export function startReplyWorker(kernel: Kernel): void {

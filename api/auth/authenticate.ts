@@ -57,15 +57,29 @@ async function fromBearer(ctx: ApiContext, token: string): Promise<RequestAuth> 
   return { userId: session.userId, tenantId: session.tenantId, roles: session.roles, sid: session.sid, via: 'bearer', session };
 }
 
-async function fromCookie(ctx: ApiContext, req: Request, cookie: string): Promise<RequestAuth | undefined> {
+/**
+ * The live session named by a session cookie value `<sid>.<secret>`, or undefined. No CSRF check: callers add the one
+ * that fits their route (the X-CSRF-Token header here; an Origin check for Bull Board, whose UI cannot send it).
+ */
+export async function sessionFromCookie(ctx: ApiContext, cookie: string): Promise<RequestAuth | undefined> {
   const [sid, secret] = cookie.split('.');
   if (sid === undefined || secret === undefined || !/^[0-9a-f-]{36}$/.test(sid)) return undefined;
   const session = await ctx.sessions.touch(sid);
   if (session === undefined || !ctx.sessions.cookieMatches(session, secret)) return undefined;
-  if (!SAFE_METHODS.has(req.method) && !timingSafeEqualHex(req.get(CSRF_HEADER) ?? '', ctx.sessions.csrfToken(sid))) {
+  return { userId: session.userId, tenantId: session.tenantId, roles: session.roles, sid, via: 'cookie', session };
+}
+
+export function isSafeMethod(method: string): boolean {
+  return SAFE_METHODS.has(method);
+}
+
+async function fromCookie(ctx: ApiContext, req: Request, cookie: string): Promise<RequestAuth | undefined> {
+  const auth = await sessionFromCookie(ctx, cookie);
+  if (auth === undefined) return undefined;
+  if (!SAFE_METHODS.has(req.method) && !timingSafeEqualHex(req.get(CSRF_HEADER) ?? '', ctx.sessions.csrfToken(auth.sid))) {
     throw new ForbiddenError('csrf_failed', 'Missing or wrong CSRF token');
   }
-  return { userId: session.userId, tenantId: session.tenantId, roles: session.roles, sid, via: 'cookie', session };
+  return auth;
 }
 
 /**

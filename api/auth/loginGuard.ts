@@ -24,11 +24,14 @@ export class LoginGuard {
   private readonly redis: Redis;
   private readonly maxAttempts: number;
   private readonly lockoutSeconds: number;
+  /** The critical threshold never comes before the lock: at least CRITICAL_FAILURES, and twice the lock threshold. */
+  private readonly criticalFailures: number;
 
   constructor(redis: Redis, maxAttempts: number, lockoutSeconds: number) {
     this.redis = redis;
     this.maxAttempts = maxAttempts;
     this.lockoutSeconds = lockoutSeconds;
+    this.criticalFailures = Math.max(CRITICAL_FAILURES, 2 * maxAttempts);
   }
 
   async check(accountKey: string, ip: string): Promise<GuardState> {
@@ -55,7 +58,7 @@ export class LoginGuard {
       // The lock is set (or kept) on every failure from the threshold on; its timer starts at the locking failure.
       await this.redis.set(`${PREFIX}lock:${accountKey}`, '1', 'EX', this.lockoutSeconds, 'NX');
     }
-    const criticalNow = failures === CRITICAL_FAILURES;
+    const criticalNow = failures === this.criticalFailures;
     if (criticalNow) {
       await this.redis.set(`${PREFIX}ip-block:${ip}`, '1', 'EX', this.lockoutSeconds, 'NX');
     }

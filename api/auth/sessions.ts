@@ -20,6 +20,7 @@ const PREFIX = 'botserver:';
 const sessionKey = (sid: string): string => `${PREFIX}session:${sid}`;
 const userSessionsKey = (userId: string): string => `${PREFIX}user-sessions:${userId}`;
 const refreshKey = (hash: string): string => `${PREFIX}refresh:${hash}`;
+const userRefreshKey = (userId: string): string => `${PREFIX}user-refresh:${userId}`;
 
 /** Marks an active refresh token spent in one step; reports reuse of a spent one. */
 const SPEND_REFRESH = `
@@ -100,10 +101,28 @@ export class SessionStore {
 
   async issueRefreshToken(sid: string, userId: string): Promise<string> {
     const token = randomToken(32);
-    const key = refreshKey(this.hash('refresh', token));
-    // Spent tokens are kept as long as a token could live, so their reuse is recognised.
-    await this.redis.multi().hset(key, { sid, uid: userId, state: 'active' }).expire(key, this.idleSeconds * 24).exec();
+    const hash = this.hash('refresh', token);
+    const key = refreshKey(hash);
+    const index = userRefreshKey(userId);
+    // Spent tokens are kept as long as a token could live, so their reuse is recognised. The user's index of them
+    // lets an account erasure delete them all.
+    await this.redis
+      .multi()
+      .hset(key, { sid, uid: userId, state: 'active' })
+      .expire(key, this.idleSeconds * 24)
+      .sadd(index, hash)
+      .expire(index, this.idleSeconds * 24)
+      .exec();
     return token;
+  }
+
+  /** Account erasure: ends every session of the user and deletes every refresh token (active or spent) issued to them. */
+  async forgetUser(userId: string): Promise<void> {
+    await this.revokeAll(userId);
+    const hashes = await this.redis.smembers(userRefreshKey(userId));
+    const multi = this.redis.multi();
+    if (hashes.length > 0) multi.del(...hashes.map(refreshKey));
+    await multi.del(userRefreshKey(userId), userSessionsKey(userId)).exec();
   }
 
   async spendRefreshToken(token: string): Promise<RefreshOutcome> {

@@ -27,6 +27,11 @@ export function tenantOf(caller: Caller): string {
   return caller.kind === 'user' ? caller.auth.tenantId : caller.guest.tid;
 }
 
+/** Who the caller is in the audit trail: the user's id, or the guest token's `guest:<uuid>` subject. */
+export function actorOf(caller: Caller): string {
+  return caller.kind === 'user' ? caller.auth.userId : caller.guest.sub;
+}
+
 /**
  * Runs `fn` in the caller's tenant with the conversation, when the caller may use it: its own user, a guest holding
  * its token, or (read only) an operator or admin of the tenant. Anyone else gets 404, so existence does not leak.

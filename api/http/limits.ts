@@ -21,8 +21,17 @@ export function ipLimits(ctx: ApiContext): Router {
   return router;
 }
 
+function userLimiter(ctx: ApiContext): Limiter {
+  return new Limiter(ctx.kernel.redis, { name: 'user', points: ctx.kernel.config.rateLimitPerUser, durationSeconds: 3600 });
+}
+
+/** Drops a user's hourly budget counter (account erasure). */
+export async function forgetUserLimits(ctx: ApiContext, userId: string): Promise<void> {
+  await userLimiter(ctx).forget(userId);
+}
+
 export function userLimits(ctx: ApiContext): Router {
-  const perUser = new Limiter(ctx.kernel.redis, { name: 'user', points: ctx.kernel.config.rateLimitPerUser, durationSeconds: 3600 });
+  const perUser = userLimiter(ctx);
   const router = Router();
   router.use(limitBy(perUser, (req) => req.auth?.userId));
   return router;

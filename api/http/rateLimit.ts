@@ -43,6 +43,11 @@ export class Limiter {
     }
   }
 
+  /** Forgets the key's counter (an erased account leaves no key naming it behind). */
+  async forget(key: string): Promise<void> {
+    await this.limiter.delete(key);
+  }
+
   private setHeaders(res: Response, result: RateLimiterRes): void {
     res.setHeader('RateLimit-Limit', String(this.bucket.points));
     res.setHeader('RateLimit-Remaining', String(Math.max(0, result.remainingPoints)));

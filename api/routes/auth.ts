@@ -7,16 +7,20 @@ import { clearSessionCookies, setSessionCookies } from '../auth/cookies.js';
 import { issueTokens, login, openSession, retryAfterOf } from '../auth/login.js';
 import { completeEnrolment, startEnrolment } from '../auth/mfa.js';
 import type { ApiContext } from '../context.js';
-import { parseInput } from '../http/validate.js';
+import { noFieldsSchema, parseInput } from '../http/validate.js';
 
-const loginSchema = z.strictObject({
+export const loginSchema = z.strictObject({
   email: z.string().min(1).max(254),
   password: z.string().min(1).max(1024),
   totp: z.string().max(64).optional(),
 });
-const refreshSchema = z.strictObject({ refreshToken: z.string().min(1).max(256) });
-const passwordSchema = z.strictObject({ currentPassword: z.string().min(1).max(1024), newPassword: z.string().max(1024) });
-const codeSchema = z.strictObject({ code: z.string().min(1).max(64) });
+export const refreshSchema = z.strictObject({ refreshToken: z.string().min(1).max(256) });
+export const passwordSchema = z.strictObject({ currentPassword: z.string().min(1).max(1024), newPassword: z.string().max(1024) });
+export const codeSchema = z.strictObject({ code: z.string().min(1).max(64) });
+
+/** `?cookie=1` also opens the browser's cookie session; `?all=1` ends every session of the account. */
+export const loginQuerySchema = z.strictObject({ cookie: z.enum(['0', '1']).optional() });
+export const logoutQuerySchema = z.strictObject({ all: z.enum(['0', '1']).optional() });
 
 export const MIN_PASSWORD_LENGTH = 12;
 
@@ -37,9 +41,10 @@ export function authRoutes(ctx: ApiContext): Router {
   const router = Router();
 
   router.post('/auth/login', async (req, res) => {
+    const { cookie } = parseInput(loginQuerySchema, req.query);
     const input = parseInput(loginSchema, req.body);
     const user = await login(ctx, req, input).catch((error: unknown) => withRetryAfter(res, error));
-    const withCookie = req.query.cookie === '1';
+    const withCookie = cookie === '1';
     const { session, cookieSecret } = await openSession(ctx, user, withCookie);
     const tokens = await issueTokens(ctx, session);
     await ctx.audit(req, { actor: user.id, tenantId: user.tenant_id, type: 'auth.login.success', outcome: 'success', details: { method: 'password', mfa: user.mfa_enabled } });
@@ -61,7 +66,8 @@ export function authRoutes(ctx: ApiContext): Router {
 
   router.post('/auth/logout', async (req, res) => {
     const auth = requireAuth(req);
-    const all = req.query.all === '1';
+    const all = parseInput(logoutQuerySchema, req.query).all === '1';
+    parseInput(noFieldsSchema, req.body);
     if (all) await ctx.sessions.revokeAll(auth.userId);
     else await ctx.sessions.revoke(auth.sid);
     await ctx.audit(req, { type: 'auth.logout', outcome: 'success', details: { scope: all ? 'all_sessions' : 'this_session' } });
@@ -88,6 +94,8 @@ export function authRoutes(ctx: ApiContext): Router {
   });
 
   router.post('/auth/mfa/setup', async (req, res) => {
+    requireAuth(req);
+    parseInput(noFieldsSchema, req.body);
     const user = await currentUser(ctx, req);
     const enrolment = await startEnrolment(ctx, user);
     await ctx.audit(req, { type: 'auth.mfa', outcome: 'success', details: { step: 'setup' } });

@@ -1,15 +1,18 @@
+import { randomUUID } from 'node:crypto';
 import { Router, type Request } from 'express';
 import type { Knex } from 'knex';
 import { z } from 'zod';
 import { botRulesSchema } from '../../adapters/llm/rules.js';
 import { llmSettingsSchema } from '../../adapters/llm/settings.js';
 import { insertMessage } from '../../shared/chat/index.js';
+import { emailChannelSchema } from '../../shared/email/channel.js';
 import { isUuid, withTenant } from '../../shared/db/index.js';
 import { NotFoundError } from '../../shared/errors.js';
 import { requireAuth } from '../auth/authenticate.js';
 import { hasRole, requireRole } from '../auth/rbac.js';
 import type { ApiContext } from '../context.js';
-import { parseInput } from '../http/validate.js';
+import { emailChannelColumns, presentEmailChannel, saveMailboxPosition } from '../email/channel.js';
+import { noFieldsSchema, parseInput } from '../http/validate.js';
 
 const botFields = {
   name: z.string().trim().min(1).max(100),
@@ -17,15 +20,17 @@ const botFields = {
   greeting: z.string().trim().max(2000).nullable(),
   rules: botRulesSchema,
   llm: llmSettingsSchema.nullable(),
+  email: emailChannelSchema.nullable(),
 };
-const createBotSchema = z.strictObject({
+export const createBotSchema = z.strictObject({
   ...botFields,
   public: botFields.public.default(false),
   greeting: botFields.greeting.optional(),
   rules: botFields.rules.default([]),
   llm: botFields.llm.optional(),
+  email: botFields.email.optional(),
 });
-const updateBotSchema = z.strictObject(botFields).partial();
+export const updateBotSchema = z.strictObject(botFields).partial();
 
 interface BotRow {
   id: string;
@@ -35,13 +40,14 @@ interface BotRow {
   greeting: string | null;
   rules: unknown;
   llm: unknown;
+  email_channel_ciphertext: string | null;
   created_at: Date;
   updated_at: Date;
 }
 
 function present(bot: BotRow, full: boolean): Record<string, unknown> {
   const summary = { id: bot.id, name: bot.name, public: bot.public, greeting: bot.greeting };
-  return full ? { ...summary, rules: bot.rules, llm: bot.llm, createdAt: bot.created_at.toISOString(), updatedAt: bot.updated_at.toISOString() } : summary;
+  return full ? { ...summary, rules: bot.rules, llm: bot.llm, email: presentEmailChannel(bot.email_channel_ciphertext), createdAt: bot.created_at.toISOString(), updatedAt: bot.updated_at.toISOString() } : summary;
 }
 
 function botId(req: Request): string {
@@ -81,11 +87,14 @@ export function botRoutes(ctx: ApiContext): Router {
   router.post('/api/bots', staff, async (req, res) => {
     const auth = requireAuth(req);
     const input = parseInput(createBotSchema, req.body);
+    const id = randomUUID();
+    const email = input.email === undefined ? {} : await emailChannelColumns(ctx, id, input.email);
     const bot = await withTenant(ctx.kernel.db, auth.tenantId, async (trx) => {
       const [row] = await trx('bots')
-        .insert({ tenant_id: auth.tenantId, name: input.name, public: input.public, greeting: input.greeting ?? null, rules: JSON.stringify(input.rules), llm: input.llm === undefined || input.llm === null ? null : JSON.stringify(input.llm), created_by: auth.userId })
+        .insert({ id, ...email, tenant_id: auth.tenantId, name: input.name, public: input.public, greeting: input.greeting ?? null, rules: JSON.stringify(input.rules), llm: input.llm === undefined || input.llm === null ? null : JSON.stringify(input.llm), created_by: auth.userId })
         .returning<BotRow[]>('*');
       if (row === undefined) throw new Error('bot not created');
+      await saveMailboxPosition(trx, row, email);
       return row;
     });
     await ctx.audit(req, { type: 'config.change', outcome: 'success', target: `bot:${bot.id}`, details: { change: 'bot_created' } });
@@ -102,9 +111,11 @@ export function botRoutes(ctx: ApiContext): Router {
     const auth = requireAuth(req);
     const id = botId(req);
     const input = parseInput(updateBotSchema, req.body);
+    if (input.email !== undefined) await withTenant(ctx.kernel.db, auth.tenantId, (trx) => findBot(trx, id));
+    const email = input.email === undefined ? {} : await emailChannelColumns(ctx, id, input.email);
     const bot = await withTenant(ctx.kernel.db, auth.tenantId, async (trx) => {
       await findBot(trx, id);
-      const changes: Record<string, unknown> = { updated_at: trx.fn.now() };
+      const changes: Record<string, unknown> = { updated_at: trx.fn.now(), ...email };
       if (input.name !== undefined) changes.name = input.name;
       if (input.public !== undefined) changes.public = input.public;
       if (input.greeting !== undefined) changes.greeting = input.greeting;
@@ -112,6 +123,7 @@ export function botRoutes(ctx: ApiContext): Router {
       if (input.llm !== undefined) changes.llm = input.llm === null ? null : JSON.stringify(input.llm);
       const [row] = await trx('bots').where({ id }).update(changes).returning<BotRow[]>('*');
       if (row === undefined) throw new NotFoundError('No such bot');
+      await saveMailboxPosition(trx, row, email);
       return row;
     });
     await ctx.audit(req, { type: 'config.change', outcome: 'success', target: `bot:${id}`, details: { change: 'bot_updated', fields: Object.keys(input) } });
@@ -121,6 +133,7 @@ export function botRoutes(ctx: ApiContext): Router {
   router.delete('/api/bots/:id', staff, async (req, res) => {
     const auth = requireAuth(req);
     const id = botId(req);
+    parseInput(noFieldsSchema, req.body);
     await withTenant(ctx.kernel.db, auth.tenantId, async (trx) => {
       await findBot(trx, id);
       await trx('bots').where({ id }).update({ deleted_at: trx.fn.now(), public: false, updated_at: trx.fn.now() });
@@ -132,6 +145,7 @@ export function botRoutes(ctx: ApiContext): Router {
   router.post('/api/bots/:id/conversations', async (req, res) => {
     const auth = requireAuth(req);
     const id = botId(req);
+    parseInput(noFieldsSchema, req.body);
     const conversationId = await withTenant(ctx.kernel.db, auth.tenantId, async (trx) => startConversation(ctx, trx, await findBot(trx, id), { userId: auth.userId, guest: false }));
     res.status(201).json({ id: conversationId });
   });
@@ -139,6 +153,7 @@ export function botRoutes(ctx: ApiContext): Router {
   /** A public bot's visitor gets a conversation and a token for it alone. */
   router.post('/api/bots/:id/guest-token', async (req, res) => {
     const id = botId(req);
+    parseInput(noFieldsSchema, req.body);
     const tenant = await ctx.kernel.db.raw<{ rows: Array<{ tenant: string | null }> }>('select public_bot_tenant(?) as tenant', [id]);
     const tenantId = tenant.rows[0]?.tenant;
     if (tenantId === null || tenantId === undefined) throw new NotFoundError('No such bot');

@@ -3,13 +3,13 @@ import { z } from 'zod';
 import { listMessages } from '../../shared/chat/index.js';
 import { isUuid } from '../../shared/db/index.js';
 import { NotFoundError } from '../../shared/errors.js';
-import { callerOf, withConversation } from '../chat/access.js';
+import { actorOf, callerOf, tenantOf, withConversation } from '../chat/access.js';
 import { acceptUserMessage } from '../chat/send.js';
 import type { ApiContext } from '../context.js';
 import { parseInput } from '../http/validate.js';
 
-const sendSchema = z.strictObject({ text: z.string().trim().min(1), clientMessageId: z.string().min(1).max(100).optional() });
-const historySchema = z.strictObject({ after: z.uuid().optional(), limit: z.coerce.number().int().min(1).max(500).optional() });
+export const sendSchema = z.strictObject({ text: z.string().trim().min(1), clientMessageId: z.string().min(1).max(100).optional() });
+export const historySchema = z.strictObject({ after: z.uuid().optional(), limit: z.coerce.number().int().min(1).max(500).optional() });
 
 function conversationId(req: Request): string {
   const id = req.params.id;
@@ -26,6 +26,7 @@ export function conversationRoutes(ctx: ApiContext): Router {
     const messages = await withConversation(ctx, caller, conversationId(req), 'read', (trx) =>
       listMessages(trx, ctx.kernel.keys.columnRing, conversationId(req), { limit: query.limit ?? 200, ...(query.after === undefined ? {} : { after: query.after }) }),
     );
+    await ctx.audit(req, { type: 'data.read', outcome: 'success', tenantId: tenantOf(caller), actor: actorOf(caller), target: `conversation:${conversationId(req)}`, details: { messages: messages.length } });
     res.json({ messages: messages.map(({ messageId, role, text, createdAt }) => ({ messageId, role, text, createdAt })) });
   });
 
@@ -33,7 +34,7 @@ export function conversationRoutes(ctx: ApiContext): Router {
     const caller = callerOf(req);
     const id = conversationId(req);
     const input = parseInput(sendSchema, req.body);
-    const accepted = await acceptUserMessage(ctx, caller, id, input.text, input.clientMessageId);
+    const accepted = await acceptUserMessage(ctx, caller, id, input.text, input.clientMessageId, { via: 'rest', ip: req.ip ?? null, requestId: req.requestId });
     res.status(202).json({ messageId: accepted.messageId });
   });
 

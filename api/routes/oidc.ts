@@ -47,6 +47,18 @@ export async function oidcRoutes(ctx: ApiContext): Promise<Router> {
       outcome: 'success',
       details: { method: 'oidc', roles: linked.roles, ...(linked.created ? { created: true } : {}), ...(linked.linked ? { linked: true } : {}) },
     });
+    // The provider's roles replaced the account's: a new account or a changed role set is a configuration change.
+    const roles = [...linked.roles].sort();
+    if (linked.created || roles.join(',') !== linked.previousRoles.join(',')) {
+      await ctx.audit(req, {
+        actor: user.id,
+        tenantId: user.tenant_id,
+        type: 'config.change',
+        outcome: 'success',
+        target: `user:${user.id}`,
+        details: linked.created ? { change: 'user_created', source: 'oidc', roles } : { change: 'roles_changed', source: 'oidc', from: linked.previousRoles, to: roles },
+      });
+    }
     res.redirect(302, '/');
   });
 

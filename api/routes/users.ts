@@ -7,7 +7,7 @@ import { requireRole } from '../auth/rbac.js';
 import type { ApiContext } from '../context.js';
 import { parseInput } from '../http/validate.js';
 
-const newUserSchema = z.strictObject({
+export const newUserSchema = z.strictObject({
   email: z.email({ message: 'must be an e-mail address' }).max(254),
   role: z.enum(ROLES, { message: 'must be admin, operator or user' }),
 });

@@ -7,6 +7,7 @@ import { log } from '../../shared/log/index.js';
 import { tenantOf, withConversation } from '../chat/access.js';
 import { acceptUserMessage } from '../chat/send.js';
 import type { ApiContext } from '../context.js';
+import { findUnsafeText } from '../http/validate.js';
 import type { SocketData } from './server.js';
 
 export type Ack = (response: { ok: true; messageId?: string } | { ok: false; error: string }) => void;
@@ -18,8 +19,8 @@ export interface ClientToServerEvents {
 
 type ChatSocket = Socket<ClientToServerEvents, ServerToClientEvents, Record<string, never>, SocketData>;
 
-const joinSchema = z.strictObject({ conversationId: z.uuid(), after: z.uuid().optional() });
-const sendSchema = z.strictObject({ conversationId: z.uuid(), text: z.string().trim().min(1), clientMessageId: z.string().min(1).max(100) });
+export const joinSchema = z.strictObject({ conversationId: z.uuid(), after: z.uuid().optional() });
+export const sendSchema = z.strictObject({ conversationId: z.uuid(), text: z.string().trim().min(1), clientMessageId: z.string().min(1).max(100) });
 
 /** Events a socket may send per window, and how many invalid ones end its connection. */
 const EVENTS_PER_WINDOW = 30;
@@ -86,9 +87,10 @@ export function registerChatHandlers(ctx: ApiContext, socket: ChatSocket): void 
             return;
           }
           const parsed = schema.safeParse(payload);
-          if (!parsed.success) {
-            strike('invalid_events');
+          if (!parsed.success || findUnsafeText(payload) !== undefined) {
+            // The ack first: the fifth strike disconnects, and the client should still learn why.
             reply({ ok: false, error: 'invalid_request' });
+            strike('invalid_events');
             return;
           }
           const result = await handle(parsed.data);
@@ -117,11 +119,15 @@ export function registerChatHandlers(ctx: ApiContext, socket: ChatSocket): void 
   });
 
   on('message:send', sendSchema, async ({ conversationId, text, clientMessageId }) => {
-    const accepted = await acceptUserMessage(ctx, caller, conversationId, text, clientMessageId);
+    const accepted = await acceptUserMessage(ctx, caller, conversationId, text, clientMessageId, { via: 'socket', ip: socket.handshake.address });
     return { messageId: accepted.messageId };
   });
 
-  socket.onAny((event: string) => {
-    if (event !== 'conversation:join' && event !== 'message:send') strike('unknown_events');
+  socket.onAny((event: string, ...args: unknown[]) => {
+    if (event === 'conversation:join' || event === 'message:send') return;
+    // A client waiting for an ack gets one (before a fifth strike disconnects), so it never hangs.
+    const ack = args.at(-1);
+    if (typeof ack === 'function') (ack as Ack)({ ok: false, error: 'unknown_event' });
+    strike('unknown_events');
   });
 }

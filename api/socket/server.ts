@@ -8,6 +8,7 @@ import { createRedis } from '../../shared/kernel.js';
 import { log } from '../../shared/log/index.js';
 import { identifyBearer, type Caller } from '../auth/authenticate.js';
 import type { ApiContext } from '../context.js';
+import { allowedOriginsCorsOptions } from '../http/cors.js';
 import { registerChatHandlers, type ClientToServerEvents } from './handlers.js';
 
 export interface SocketData {
@@ -52,7 +53,7 @@ export function attachSocketServer(httpServer: http.Server | https.Server, ctx: 
     maxHttpBufferSize: config.wsMaxMessageSize,
     pingInterval: PING_INTERVAL_MS,
     pingTimeout: PING_TIMEOUT_MS,
-    cors: { origin: [...allowed], credentials: true },
+    cors: allowedOriginsCorsOptions(config.allowedOrigins),
     // Browsers always send Origin; a present one must be this server's own or whitelisted. Non-browser clients still need a token.
     allowRequest: (req, callback) => {
       const origin = req.headers.origin;

@@ -19,7 +19,7 @@ export interface OidcIdentity {
 export type OidcLinkFailure = 'email_missing' | 'email_not_verified' | 'email_conflict' | 'account_disabled';
 
 export type OidcLinkResult =
-  | { ok: true; user: UserRow; created: boolean; linked: boolean; roles: Role[] }
+  | { ok: true; user: UserRow; created: boolean; linked: boolean; roles: Role[]; previousRoles: Role[] }
   | { ok: false; reason: OidcLinkFailure; user: UserRow | undefined };
 
 export const OIDC_DEFAULT_TENANT = 'default';
@@ -35,11 +35,16 @@ async function findByIdentity(db: Knex, issuer: string, subject: string): Promis
   return db('users').where({ oidc_issuer: issuer, oidc_subject: subject }).first<UserRow | undefined>();
 }
 
-/** Replaces the user's memberships in the tenant with exactly `roles` (so a role removed at the provider is gone). */
-export async function replaceMemberships(db: Knex, userId: string, tenantId: string, roles: readonly Role[]): Promise<void> {
-  await withTenant(db, tenantId, async (trx) => {
+/**
+ * Replaces the user's memberships in the tenant with exactly `roles` (so a role removed at the provider is gone).
+ * Returns the roles held before, sorted.
+ */
+export async function replaceMemberships(db: Knex, userId: string, tenantId: string, roles: readonly Role[]): Promise<Role[]> {
+  return withTenant(db, tenantId, async (trx) => {
+    const previous = await trx('memberships').where({ user_id: userId }).pluck<Role[]>('role');
     await trx('memberships').where({ user_id: userId }).delete();
     if (roles.length > 0) await trx('memberships').insert(roles.map((role) => ({ user_id: userId, tenant_id: tenantId, role })));
+    return previous.sort();
   });
 }
 
@@ -105,6 +110,6 @@ export async function findOrLinkOidcUser(db: Knex, keys: AccountKeys, identity: 
   }
   if (user.disabled || user.erased_at !== null) return { ok: false, reason: 'account_disabled', user };
   const roles = identity.roles.length === 0 ? (['user'] as Role[]) : [...identity.roles];
-  await replaceMemberships(db, user.id, user.tenant_id, roles);
-  return { ok: true, user, created, linked, roles };
+  const previousRoles = await replaceMemberships(db, user.id, user.tenant_id, roles);
+  return { ok: true, user, created, linked, roles, previousRoles };
 }

@@ -17,6 +17,19 @@ export function pseudonym(key: Buffer, value: string): string {
   return isPseudonym(value) ? value : `${PSEUDONYM_PREFIX}${hmacHex(key, `audit-identity\0${value}`).slice(0, 32)}`;
 }
 
+const USER_TARGET_PREFIX = 'user:';
+
+/** The user a target names (`user:<id>`), if any. */
+function userOfTarget(target: string | null): string | undefined {
+  return target !== null && target.startsWith(USER_TARGET_PREFIX) ? target.slice(USER_TARGET_PREFIX.length) : undefined;
+}
+
+/** A target naming a user enters the hash with the user as a pseudonym (like actors), so erasure may replace it too. */
+export function pseudonymousTarget(key: Buffer, target: string | null): string | null {
+  const user = userOfTarget(target);
+  return user === undefined ? target : `${USER_TARGET_PREFIX}${pseudonym(key, user)}`;
+}
+
 function canonicalJson(value: unknown): string {
   if (Array.isArray(value)) return `[${value.map(canonicalJson).join(',')}]`;
   if (value !== null && typeof value === 'object') {
@@ -29,8 +42,8 @@ function canonicalJson(value: unknown): string {
 }
 
 /**
- * The hashed content of a row. Identities enter only as pseudonyms, so that erasure can replace them in the row
- * without breaking the chain.
+ * The hashed content of a row. Identities (actor, IP, a user named as target) enter only as pseudonyms, so that
+ * erasure can replace them in the row without breaking the chain.
  */
 export function canonicalContent(pseudonymKey: Buffer, event: AuditEventPayload): string {
   return canonicalJson({
@@ -39,7 +52,7 @@ export function canonicalContent(pseudonymKey: Buffer, event: AuditEventPayload)
     tenantId: event.tenantId,
     actor: event.actor === null ? null : pseudonym(pseudonymKey, event.actor),
     type: event.type,
-    target: event.target,
+    target: pseudonymousTarget(pseudonymKey, event.target),
     outcome: event.outcome,
     ip: event.ip === null ? null : pseudonym(pseudonymKey, event.ip),
     requestId: event.requestId,
@@ -61,6 +74,43 @@ export async function appendAuditEvent(db: Knex, keys: ChainKeys, event: AuditEv
   return (await appendAuditEvents(db, keys, [event])) === 1;
 }
 
+/** An erasure is recorded as a `data.erase` event whose `details.subject` is the erased identity's pseudonym. */
+export const ERASURE_EVENT_TYPE = 'data.erase';
+
+/** Which of these pseudonyms belong to erased identities (a partial index on `details->>'subject'` serves this). */
+async function erasedAmong(trx: Knex.Transaction, pseudonyms: readonly string[]): Promise<Set<string>> {
+  if (pseudonyms.length === 0) return new Set();
+  const rows = await trx('audit_events')
+    .where('type', ERASURE_EVENT_TYPE)
+    .whereRaw("(details->>'subject') = any(?)", [[...new Set(pseudonyms)]])
+    .select<Array<{ subject: string }>>(trx.raw("details->>'subject' as subject"));
+  return new Set(rows.map((row) => row.subject));
+}
+
+/** Raw (not yet pseudonymous) identities of an event that an erasure would replace: its actor and a user target. */
+function rawIdentities(event: AuditEventPayload): string[] {
+  const user = userOfTarget(event.target);
+  return [event.actor, user].filter((value): value is string => value !== null && value !== undefined && !isPseudonym(value));
+}
+
+/**
+ * An event of an identity erased before it reached the chain (it was still in the queue, or retried) is stored as
+ * the erasure left the rows already written: the pseudonym as actor (with a pseudonymous IP) or as the user target.
+ * The chain hash is the same either way (it covers identities as pseudonyms only).
+ */
+function withErasedIdentity(keys: ChainKeys, event: AuditEventPayload, erased: ReadonlySet<string>): AuditEventPayload {
+  let result = event;
+  if (event.actor !== null && !isPseudonym(event.actor)) {
+    const subject = pseudonym(keys.pseudonymKey, event.actor);
+    if (erased.has(subject)) result = { ...result, actor: subject, ip: event.ip === null ? null : pseudonym(keys.pseudonymKey, event.ip) };
+  }
+  const user = userOfTarget(event.target);
+  if (user !== undefined && !isPseudonym(user) && erased.has(pseudonym(keys.pseudonymKey, user))) {
+    result = { ...result, target: pseudonymousTarget(keys.pseudonymKey, event.target) };
+  }
+  return result;
+}
+
 /**
  * Appends events in order, in one transaction under the chain lock (one lock and one insert for the whole batch).
  * Events already in the chain (by event id) are skipped. Returns how many were written.
@@ -73,10 +123,16 @@ export async function appendAuditEvents(db: Knex, keys: ChainKeys, events: reado
     const seen = new Set(known);
     const last = await trx('audit_events').orderBy('id', 'desc').first<{ hash: string } | undefined>('hash');
     let previousHash = last?.hash ?? GENESIS_HASH;
+    // Under the chain lock, so an erasure (which appends its event under the same lock) is either seen here or
+    // commits after this batch, and then its pseudonymisation pass covers these rows.
+    const erased = await erasedAmong(trx, events.flatMap(rawIdentities).map((identity) => pseudonym(keys.pseudonymKey, identity)));
     const rows = [];
-    for (const event of events) {
-      if (seen.has(event.eventId)) continue;
-      seen.add(event.eventId);
+    for (const original of events) {
+      if (seen.has(original.eventId)) continue;
+      seen.add(original.eventId);
+      const subject = original.type === ERASURE_EVENT_TYPE ? original.details.subject : undefined;
+      if (typeof subject === 'string') erased.add(subject);
+      const event = withErasedIdentity(keys, original, erased);
       const hash = chainHash(keys, previousHash, event);
       rows.push({
         event_id: event.eventId,

@@ -28,18 +28,7 @@ export class AuditRecorder {
 
   async record(input: AuditEventInput): Promise<void> {
     if (!this.options.enabled) return;
-    const event: AuditEventPayload = {
-      eventId: randomUUID(),
-      time: new Date().toISOString(),
-      tenantId: input.tenantId ?? null,
-      actor: input.actor ?? null,
-      type: input.type,
-      target: input.target ?? null,
-      outcome: input.outcome,
-      ip: input.ip ?? null,
-      requestId: input.requestId ?? null,
-      details: input.details ?? {},
-    };
+    const event = toPayload(input);
     try {
       await withTimeout(this.options.queues.enqueue('audit', event.type, event, { jobId: event.eventId }), ENQUEUE_TIMEOUT_MS);
     } catch (error) {
@@ -47,6 +36,30 @@ export class AuditRecorder {
       await appendAuditEvent(this.options.fallbackDb(), this.options.keys, event);
     }
   }
+
+  /**
+   * Appends the event straight to the chain (as the audit role, bypassing the queue) and returns once it is written:
+   * for an event that must be in the chain before the caller goes on, such as an erasure (see appendAuditEvents).
+   */
+  async recordNow(input: AuditEventInput): Promise<void> {
+    if (!this.options.enabled) return;
+    await appendAuditEvent(this.options.fallbackDb(), this.options.keys, toPayload(input));
+  }
+}
+
+function toPayload(input: AuditEventInput): AuditEventPayload {
+  return {
+    eventId: randomUUID(),
+    time: new Date().toISOString(),
+    tenantId: input.tenantId ?? null,
+    actor: input.actor ?? null,
+    type: input.type,
+    target: input.target ?? null,
+    outcome: input.outcome,
+    ip: input.ip ?? null,
+    requestId: input.requestId ?? null,
+    details: input.details ?? {},
+  };
 }
 
 async function withTimeout<T>(promise: Promise<T>, ms: number): Promise<T> {

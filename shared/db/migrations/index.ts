@@ -5,6 +5,8 @@ import * as filesKnowledgeEmail from './003_files_knowledge_email.js';
 import * as audit from './004_audit.js';
 import * as rolesAndRls from './005_roles_and_rls.js';
 import * as messageReplies from './006_message_replies.js';
+import * as auditPseudonymise from './007_audit_pseudonymise.js';
+import * as emailDedupe from './009_email_dedupe.js';
 
 export interface NamedMigration {
   name: string;
@@ -20,4 +22,6 @@ export const migrations: readonly NamedMigration[] = [
   { name: '004_audit', up: audit.up, down: audit.down },
   { name: '005_roles_and_rls', up: rolesAndRls.up, down: rolesAndRls.down },
   { name: '006_message_replies', up: messageReplies.up, down: messageReplies.down },
+  { name: '007_audit_pseudonymise', up: auditPseudonymise.up, down: auditPseudonymise.down },
+  { name: '009_email_dedupe', up: emailDedupe.up, down: emailDedupe.down },
 ];

@@ -1,0 +1,91 @@
+import type { Knex } from 'knex';
+import { pseudonym, isPseudonym } from '../../shared/audit/index.js';
+import { withTenant } from '../../shared/db/index.js';
+import { UnauthorizedError } from '../../shared/errors.js';
+import { log } from '../../shared/log/index.js';
+import type { RequestAuth } from '../auth/authenticate.js';
+import type { ApiContext } from '../context.js';
+import { forgetUserLimits } from '../http/limits.js';
+
+export interface ErasureRequest {
+  auth: RequestAuth;
+  ip: string | null;
+  requestId: string | null;
+}
+
+export interface ErasureResult {
+  /** The keyed pseudonym that stands for the erased user in the audit trail from now on. */
+  subject: string;
+  conversations: number;
+  files: number;
+  knowledge: number;
+  auditRows: number;
+}
+
+/** Deletes the user's rows in one tenant-scoped transaction; messages go with their conversations (cascade). */
+async function deleteRows(trx: Knex.Transaction, userId: string): Promise<{ conversations: number; files: string[]; knowledge: number }> {
+  const conversations = await trx('conversations').where({ user_id: userId }).delete();
+  const files = await trx('files').where({ owner_id: userId }).delete().returning<Array<{ storage_key: string }>>('storage_key');
+  const knowledge = await trx('knowledge_documents').where({ owner_id: userId }).delete();
+  await trx('memberships').where({ user_id: userId }).delete();
+  const users = await trx('users').where({ id: userId }).delete();
+  if (users !== 1) throw new UnauthorizedError();
+  return { conversations, files: files.map((row) => row.storage_key), knowledge };
+}
+
+/**
+ * Replaces the user's id (as actor, with the IP of those rows, and as `user:<id>` target) by keyed pseudonyms in
+ * audit_events. The chain hashes identities only as these pseudonyms, so every hash stays valid; migration 007 lets
+ * exactly this UPDATE through.
+ */
+async function pseudonymiseAuditRows(ctx: ApiContext, userId: string, subject: string): Promise<number> {
+  const { db, keys } = ctx.kernel;
+  const ips = await db('audit_events').where({ actor: userId }).distinct<Array<{ ip: string | null }>>('ip');
+  let changed = 0;
+  for (const { ip } of ips) {
+    const rows = db('audit_events').where({ actor: userId });
+    if (ip === null) changed += await rows.whereNull('ip').update({ actor: subject });
+    else changed += await rows.where({ ip }).update({ actor: subject, ip: isPseudonym(ip) ? ip : pseudonym(keys.pseudonymKey, ip) });
+  }
+  changed += await db('audit_events').where({ target: `user:${userId}` }).update({ target: `user:${subject}` });
+  return changed;
+}
+
+/**
+ * GDPR erasure of the caller (art. 17): their conversations and messages, files, knowledge documents they own,
+ * memberships and account are deleted; every session and refresh token, their login counters and rate budget
+ * leave Redis; in the audit trail their identity becomes a keyed pseudonym, so the chain still verifies.
+ *
+ * The `data.erase` event is appended straight to the chain (not queued), between two pseudonymisation passes: an
+ * event of the user still in the queue is either in the chain before that append (the second pass covers it) or
+ * written after it, and then the audit writer sees the erasure and stores the pseudonym itself (appendAuditEvents).
+ */
+export async function eraseUser(ctx: ApiContext, request: ErasureRequest): Promise<ErasureResult> {
+  const { kernel } = ctx;
+  const { auth } = request;
+  const user = await kernel.db('users').where({ id: auth.userId }).first<{ id: string; tenant_id: string; email_index: string } | undefined>('id', 'tenant_id', 'email_index');
+  if (user === undefined) throw new UnauthorizedError();
+  const subject = pseudonym(kernel.keys.pseudonymKey, user.id);
+
+  const deleted = await withTenant(kernel.db, user.tenant_id, (trx) => deleteRows(trx, user.id));
+  // Stored file contents are removed by the file pipeline once it exists; only the rows exist so far.
+  if (deleted.files.length > 0) log.info('erasure: file rows deleted', { files: deleted.files.length });
+
+  await ctx.sessions.forgetUser(user.id);
+  await ctx.loginGuard.reset(user.email_index);
+  await forgetUserLimits(ctx, user.id);
+
+  let auditRows = await pseudonymiseAuditRows(ctx, user.id, subject);
+  await kernel.audit.recordNow({
+    type: 'data.erase',
+    outcome: 'success',
+    tenantId: user.tenant_id,
+    actor: subject,
+    target: subject,
+    ip: request.ip === null ? null : pseudonym(kernel.keys.pseudonymKey, request.ip),
+    requestId: request.requestId,
+    details: { subject, scope: 'self', conversations: deleted.conversations, files: deleted.files.length, knowledge: deleted.knowledge },
+  });
+  auditRows += await pseudonymiseAuditRows(ctx, user.id, subject);
+  return { subject, conversations: deleted.conversations, files: deleted.files.length, knowledge: deleted.knowledge, auditRows };
+}

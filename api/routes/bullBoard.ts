@@ -1,0 +1,216 @@
+import { createBullBoard } from '@bull-board/api';
+import { BullMQAdapter } from '@bull-board/api/bullMQAdapter';
+import { ExpressAdapter } from '@bull-board/express';
+import { Router, type Express, type NextFunction, type Request, type RequestHandler, type Response } from 'express';
+import helmet from 'helmet';
+import type { AuditOutcome } from '../../shared/audit/index.js';
+import { ForbiddenError, UnauthorizedError } from '../../shared/errors.js';
+import { QUEUE_NAMES, type QueueName } from '../../shared/queue/index.js';
+import { timingSafeEqualHex } from '../../shared/crypto/index.js';
+import { accountDuties, CSRF_HEADER, identifyBearer, isSafeMethod, SESSION_COOKIE, sessionFromCookie } from '../auth/authenticate.js';
+import { requireRole } from '../auth/rbac.js';
+import type { ApiContext } from '../context.js';
+import { userLimits } from '../http/limits.js';
+
+export const BULL_BOARD_PATH = '/admin/queues';
+
+/**
+ * The board's page needs what the rest of the site refuses: its `<base href>`, inline styles (React and its loading
+ * screen) and `data:` images. It still loads scripts, fonts and data from this origin only.
+ */
+const boardCsp = helmet.contentSecurityPolicy({
+  useDefaults: false,
+  directives: {
+    defaultSrc: ["'self'"],
+    baseUri: ["'self'"],
+    connectSrc: ["'self'"],
+    fontSrc: ["'self'", 'data:'],
+    formAction: ["'self'"],
+    frameAncestors: ["'none'"],
+    imgSrc: ["'self'", 'data:'],
+    objectSrc: ["'none'"],
+    scriptSrc: ["'self'"],
+    scriptSrcAttr: ["'none'"],
+    styleSrc: ["'self'", "'unsafe-inline'"],
+  },
+});
+
+/** Bull Board's page links a web font from a third party; an admin page does not call out (and the CSP forbids it). */
+const THIRD_PARTY_STYLESHEET = /<link\b[^>]*\bhref="https?:\/\/[^"]*"[^>]*rel="stylesheet"[^>]*>|<link\b[^>]*rel="stylesheet"[^>]*\bhref="https?:\/\/[^"]*"[^>]*>/gi;
+
+function stripThirdPartyStylesheets(_req: Request, res: Response, next: NextFunction): void {
+  const send = res.send.bind(res);
+  res.send = (body?: unknown) => send(typeof body === 'string' && (res.get('content-type') ?? 'text/html').startsWith('text/html') ? body.replace(THIRD_PARTY_STYLESHEET, '') : body);
+  next();
+}
+
+/**
+ * The caller of a board request: a bearer access token or the browser's session cookie. The board is mounted
+ * before the global `authenticate`, because that one demands the X-CSRF-Token header on every state-changing cookie
+ * request, and Bull Board's UI cannot send it. CSRF protection here is `sameOriginOnly` instead.
+ */
+function boardCaller(ctx: ApiContext): RequestHandler {
+  return (req: Request, res: Response, next: NextFunction) => {
+    const run = async (): Promise<void> => {
+      const header = req.get('authorization');
+      if (header !== undefined) {
+        const match = /^Bearer ([A-Za-z0-9._~+/=-]+)$/.exec(header.trim());
+        const caller = match?.[1] === undefined ? undefined : await identifyBearer(ctx, match[1]);
+        if (caller?.kind !== 'user') throw new UnauthorizedError('unauthorized', 'The access token is not valid');
+        req.auth = caller.auth;
+        return;
+      }
+      const cookie = (req.cookies as Record<string, string> | undefined)?.[SESSION_COOKIE];
+      if (typeof cookie === 'string') {
+        const auth = await sessionFromCookie(ctx, cookie);
+        if (auth !== undefined) req.auth = auth;
+      }
+      if (req.auth !== undefined) return;
+      // Anonymous: a browser asking for a page goes to the login page, anything else gets 401.
+      if (req.method === 'GET' && req.accepts(['json', 'html']) === 'html' && req.get('x-requested-with') === undefined) {
+        res.redirect(302, '/');
+        return;
+      }
+      throw new UnauthorizedError();
+    };
+    run().then(() => (res.headersSent ? undefined : next()), next);
+  };
+}
+
+function originOf(value: string | undefined): string | undefined {
+  if (value === undefined || value === '' || value === 'null') return undefined;
+  try {
+    return new URL(value).origin;
+  } catch {
+    return undefined;
+  }
+}
+
+/**
+ * CSRF protection for cookie sessions: a state-changing request must come from a page of this origin (or a
+ * whitelisted one), by its Origin header or, failing that, its Referer; a request naming neither is refused. The
+ * session cookie is SameSite=Strict besides. A matching X-CSRF-Token header is accepted too (for scripts).
+ */
+function sameOriginOnly(ctx: ApiContext): RequestHandler {
+  const allowed = new Set(ctx.kernel.config.allowedOrigins);
+  return (req: Request, _res: Response, next: NextFunction) => {
+    const auth = req.auth;
+    if (isSafeMethod(req.method) || auth === undefined || auth.via !== 'cookie') return next();
+    const token = req.get(CSRF_HEADER);
+    if (token !== undefined && timingSafeEqualHex(token, ctx.sessions.csrfToken(auth.sid))) return next();
+    const origin = originOf(req.get('origin')) ?? originOf(req.get('referer'));
+    const own = `${req.protocol}://${req.get('host') ?? ''}`;
+    if (origin !== undefined && (origin === own || allowed.has(origin))) return next();
+    next(new ForbiddenError('csrf_failed', 'A state-changing board request must come from this site'));
+  };
+}
+
+export interface BoardAction {
+  action: string;
+  queue?: QueueName;
+  jobId?: string;
+  status?: string;
+  schedulerId?: string;
+}
+
+const JOB_ACTIONS: Readonly<Record<string, string>> = { retry: 'retry', clean: 'remove', promote: 'promote', 'update-data': 'update-data', delay: 'delay' };
+
+const isQueueName = (value: string | undefined): value is QueueName => (QUEUE_NAMES as readonly string[]).includes(value ?? '');
+
+/** What a board API request does, from its path under the mount (following Bull Board's own route table). */
+export function boardActionOf(method: string, path: string): BoardAction {
+  const parts = path.split('/').filter((part) => part !== '').map((part) => decodeURIComponent(part));
+  const fallback = { action: `${method.toLowerCase()} ${path}` };
+  if (parts[0] !== 'api') return fallback;
+  if (parts[1] === 'metrics') return { action: parts.slice(1).join('-') };
+  if (parts[1] !== 'queues') return fallback;
+  const queue = parts[2];
+  if ((queue === 'pause' || queue === 'resume') && parts.length === 3) return { action: `${queue}-all` };
+  if (!isQueueName(queue)) return fallback;
+  const [first, second, third] = parts.slice(3);
+  if (first === undefined) return { action: method.toLowerCase(), queue };
+  switch (first) {
+    case 'add':
+    case 'pause':
+    case 'resume':
+    case 'concurrency':
+    case 'empty':
+    case 'obliterate':
+      if (second === undefined) return { action: first, queue };
+      break;
+    case 'promote':
+      if (second === undefined) return { action: 'promote-all', queue };
+      break;
+    case 'retry':
+    case 'clean':
+      if (second !== undefined && third === undefined) return { action: `${first}-all`, queue, status: second };
+      break;
+    case 'rate-limit':
+      if (second === undefined) return { action: 'rate-limit', queue };
+      if (second === 'release' && third === undefined) return { action: 'rate-limit-release', queue };
+      break;
+    case 'job-schedulers':
+      if (second !== undefined) return { action: `job-scheduler-${third ?? 'update'}`, queue, schedulerId: second };
+      break;
+    default:
+      break;
+  }
+  return { action: JOB_ACTIONS[second ?? ''] ?? `job-${second ?? method.toLowerCase()}`, queue, jobId: first };
+}
+
+function outcomeOf(status: number): AuditOutcome {
+  if (status < 400) return 'success';
+  return status === 401 || status === 403 ? 'denied' : 'failure';
+}
+
+/** Every state-changing board request becomes an `admin.action` audit event once answered, whatever its outcome. */
+function auditActions(ctx: ApiContext): RequestHandler {
+  return (req: Request, res: Response, next: NextFunction) => {
+    if (isSafeMethod(req.method)) return next();
+    const action = boardActionOf(req.method, req.path);
+    res.once('finish', () => {
+      void ctx.audit(req, {
+        type: 'admin.action',
+        outcome: outcomeOf(res.statusCode),
+        target: action.queue === undefined ? 'bull-board' : `queue:${action.queue}${action.jobId === undefined ? '' : `:job:${action.jobId}`}`,
+        details: { tool: 'bull-board', ...action, status: res.statusCode },
+      });
+    });
+    next();
+  };
+}
+
+/**
+ * Bull Board at /admin/queues for every queue of the catalogue, read-write, for admins only: anonymous callers get
+ * 401 (a browser page request is sent to `/`), others 403 (audited). Job data is shown as stored: the encrypted
+ * envelope. Mount it after the cookie parser and before the global `authenticate` (see `boardCaller`).
+ */
+export function bullBoardRoutes(ctx: ApiContext): Router {
+  const serverAdapter = new ExpressAdapter();
+  serverAdapter.setBasePath(BULL_BOARD_PATH);
+  createBullBoard({
+    queues: QUEUE_NAMES.map((name) => new BullMQAdapter(ctx.kernel.queues.queue(name), { description: `botserver ${name} queue (payloads are encrypted)` })),
+    serverAdapter,
+    options: { uiConfig: { boardTitle: 'botserver queues', hideDocsLink: true } },
+  });
+  const board = serverAdapter.getRouter() as Express;
+  board.disable('x-powered-by');
+
+  const perUser = userLimits(ctx);
+  const router = Router();
+  router.use(
+    BULL_BOARD_PATH,
+    boardCaller(ctx),
+    // The board polls several routes every few seconds: only its actions spend the per-user budget (the per-IP
+    // budget still covers everything).
+    (req: Request, res: Response, next: NextFunction) => (isSafeMethod(req.method) ? next() : perUser(req, res, next)),
+    accountDuties(ctx),
+    requireRole(ctx, 'admin'),
+    auditActions(ctx),
+    sameOriginOnly(ctx),
+    boardCsp,
+    stripThirdPartyStylesheets,
+    board,
+  );
+  return router;
+}

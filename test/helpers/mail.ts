@@ -1,0 +1,200 @@
+/**
+ * E-mail test peers: the private Dovecot started by `scripts/services.sh --mail` (users in its passwd file, mail
+ * delivered over LMTP, mailboxes read over IMAP) and an in-process `smtp-server` that records what it is sent
+ * (parsed with mailparser) and, when asked, relays it into Dovecot so replies land in the recipient's mailbox.
+ */
+import { execFileSync } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { appendFileSync } from 'node:fs';
+import { performance } from 'node:perf_hooks';
+import type { AddressInfo } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { ImapFlow } from 'imapflow';
+import { simpleParser, type ParsedMail } from 'mailparser';
+import nodemailer, { type SendMailOptions } from 'nodemailer';
+import type SMTPTransport from 'nodemailer/lib/smtp-transport/index.js';
+import { SMTPServer } from 'smtp-server';
+import type { Config } from '../../shared/config/index.js';
+import { createKernel, type Kernel } from '../../shared/kernel.js';
+import { startEmailWorker, type EmailWorkerOptions } from '../../workers/email.js';
+import { REPO_ROOT } from './process.js';
+
+export const IMAP_PORT = Number(process.env.BOTSERVER_TEST_IMAP_PORT ?? 1143);
+export const LMTP_PORT = Number(process.env.BOTSERVER_TEST_LMTP_PORT ?? 2424);
+const STATE_DIR = process.env.BOTSERVER_SERVICES_DIR ?? join(process.env.TMPDIR ?? tmpdir(), 'botserver-services');
+const USERS_FILE = join(STATE_DIR, 'dovecot', 'users');
+
+/** Where Dovecot keeps the maildirs (`<dir>/<domain>/<user>/Maildir`). */
+export function mailDir(): string {
+  return join(STATE_DIR, 'mail');
+}
+
+/** Starts Dovecot unless it answers already (idempotent), so a test file also runs on its own. */
+export function ensureMailServer(): void {
+  execFileSync('bash', [join(REPO_ROOT, 'scripts', 'services.sh'), '--mail'], { stdio: ['ignore', 'ignore', 'inherit'] });
+}
+
+export interface MailUser {
+  address: string;
+  password: string;
+}
+
+/** A fresh Dovecot user `<prefix>-<random>@example.test` with a random password. */
+export function addMailUser(prefix = 'user'): MailUser {
+  const address = `${prefix}-${randomBytes(5).toString('hex')}@example.test`;
+  const password = randomBytes(12).toString('hex');
+  const hash = execFileSync('doveadm', ['pw', '-s', 'SHA512-CRYPT', '-p', password], { encoding: 'utf8' }).trim();
+  appendFileSync(USERS_FILE, `${address}:${hash}::::::\n`);
+  return { address, password };
+}
+
+const lmtp = nodemailer.createTransport({ host: '127.0.0.1', port: LMTP_PORT, lmtp: true, ignoreTLS: true } as SMTPTransport.Options);
+
+/** Delivers one mail into Dovecot over LMTP (nodemailer's structured options; `headers` for extra ones). */
+export async function deliver(mail: SendMailOptions): Promise<void> {
+  await lmtp.sendMail(mail);
+}
+
+/** Delivers a raw RFC 5322 message to `to` over LMTP. */
+export async function deliverRaw(from: string, to: string, raw: string | Buffer): Promise<void> {
+  await lmtp.sendMail({ envelope: { from, to: [to] }, raw });
+}
+
+export interface RecordedMail {
+  from: string;
+  to: string[];
+  raw: Buffer;
+  parsed: ParsedMail;
+  /** performance.now() when the message was accepted. */
+  receivedAt: number;
+}
+
+export interface SmtpPeer {
+  port: number;
+  messages: RecordedMail[];
+  /** Resolves when at least `count` messages were received, or rejects after `timeoutMs`. */
+  waitFor(count: number, timeoutMs?: number): Promise<RecordedMail[]>;
+  stop(): Promise<void>;
+}
+
+/**
+ * An SMTP server on 127.0.0.1 (random port, no TLS) accepting any login (or only `credentials` when given). With
+ * `relay`, every accepted message is also delivered into Dovecot over LMTP before the server answers 250.
+ */
+export async function startSmtpPeer(options: { relay?: boolean; credentials?: MailUser } = {}): Promise<SmtpPeer> {
+  const messages: RecordedMail[] = [];
+  const waiters: Array<() => void> = [];
+  const server = new SMTPServer({
+    authOptional: true,
+    disabledCommands: ['STARTTLS'],
+    logger: false,
+    onAuth(auth, _session, callback) {
+      const wanted = options.credentials;
+      if (wanted !== undefined && (auth.username !== wanted.address || auth.password !== wanted.password)) {
+        callback(new Error('Invalid username or password'));
+        return;
+      }
+      callback(null, { user: auth.username ?? 'anonymous' });
+    },
+    onData(stream, session, callback) {
+      const chunks: Buffer[] = [];
+      stream.on('data', (chunk: Buffer) => chunks.push(chunk));
+      stream.on('end', () => {
+        const raw = Buffer.concat(chunks);
+        const from = session.envelope.mailFrom === false ? '' : session.envelope.mailFrom.address;
+        const to = session.envelope.rcptTo.map((rcpt) => rcpt.address);
+        void (async () => {
+          try {
+            const parsed = await simpleParser(raw);
+            if (options.relay === true) for (const rcpt of to) await deliverRaw(from, rcpt, raw);
+            messages.push({ from, to, raw, parsed, receivedAt: performance.now() });
+            for (const wake of waiters.splice(0)) wake();
+            callback();
+          } catch (error) {
+            callback(error instanceof Error ? error : new Error(String(error)));
+          }
+        })();
+      });
+    },
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const port = (server.server.address() as AddressInfo).port;
+  return {
+    port,
+    messages,
+    async waitFor(count, timeoutMs = 20_000) {
+      const deadline = Date.now() + timeoutMs;
+      while (messages.length < count) {
+        const left = deadline - Date.now();
+        if (left <= 0) throw new Error(`SMTP peer: ${messages.length} of ${count} messages within ${timeoutMs} ms`);
+        await new Promise<void>((resolve) => {
+          const timer = setTimeout(resolve, Math.min(left, 250));
+          waiters.push(() => {
+            clearTimeout(timer);
+            resolve();
+          });
+        });
+      }
+      return messages;
+    },
+    stop: () => new Promise<void>((resolve) => server.close(() => resolve())),
+  };
+}
+
+export interface MailboxMessage {
+  uid: number;
+  parsed: ParsedMail;
+}
+
+/** Every message in a user's INBOX, parsed. */
+export async function readInbox(user: MailUser): Promise<MailboxMessage[]> {
+  const client = new ImapFlow({ host: '127.0.0.1', port: IMAP_PORT, secure: false, auth: { user: user.address, pass: user.password }, logger: false });
+  await client.connect();
+  try {
+    const lock = await client.getMailboxLock('INBOX');
+    try {
+      const result: MailboxMessage[] = [];
+      for await (const message of client.fetch('1:*', { uid: true, source: true }, { uid: false })) {
+        if (message.source !== undefined) result.push({ uid: message.uid, parsed: await simpleParser(message.source) });
+      }
+      return result;
+    } catch (error) {
+      // An empty mailbox answers the 1:* fetch with an error on some servers.
+      if (error instanceof Error && /Invalid messageset|No matching messages/i.test(error.message)) return [];
+      throw error;
+    } finally {
+      lock.release();
+    }
+  } finally {
+    await client.logout().catch(() => undefined);
+  }
+}
+
+/** Polls a user's INBOX until `predicate` holds for its messages, or rejects after `timeoutMs`. */
+export async function waitForInbox(user: MailUser, predicate: (messages: MailboxMessage[]) => boolean, timeoutMs = 20_000): Promise<MailboxMessage[]> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const messages = await readInbox(user);
+    if (predicate(messages)) return messages;
+    if (Date.now() > deadline) throw new Error(`mailbox condition not met within ${timeoutMs} ms (${messages.length} messages)`);
+    await new Promise((resolve) => setTimeout(resolve, 200));
+  }
+}
+
+/** The `email` field of POST /api/bots for a Dovecot user, sending through an SMTP peer (any login accepted unless the peer checks). */
+export function channelFor(user: MailUser, smtpPort: number, extra: Record<string, unknown> = {}): Record<string, unknown> {
+  return {
+    imap: { host: '127.0.0.1', port: IMAP_PORT, secure: false, user: user.address, pass: user.password },
+    smtp: { host: '127.0.0.1', port: smtpPort, secure: false, user: user.address, pass: user.password },
+    address: user.address,
+    ...extra,
+  };
+}
+
+/** The e-mail worker family in this process with short timings (scan, lease, poll), on the test's queue prefix. */
+export function startTestEmailWorker(config: Config, queuePrefix: string, options: Partial<EmailWorkerOptions> = {}): { kernel: Kernel; stop(): Promise<void> } {
+  const kernel = createKernel(config, 'email', { queuePrefix });
+  startEmailWorker(kernel, { scanMs: 300, leaseMs: 3000, pollMs: 2000, backoffMs: 200, maxBackoffMs: 2000, ...options });
+  return { kernel, stop: () => kernel.close() };
+}
