@@ -10,5 +10,6 @@ const AUDIT_CONCURRENCY = 200;
  */
 export function startAuditWorker(kernel: Kernel): void {
   const batcher = new AuditBatcher(kernel.db, { chainKey: kernel.keys.auditChainKey, pseudonymKey: kernel.keys.pseudonymKey }, AUDIT_CONCURRENCY);
-  kernel.queues.worker('audit', (event) => batcher.append(event), { concurrency: AUDIT_CONCURRENCY });
+  // A crashed worker's jobs run again once their lock expires and a stalled-job check sees them (idempotent by event id).
+  kernel.queues.worker('audit', (event) => batcher.append(event), { concurrency: AUDIT_CONCURRENCY, lockDuration: kernel.config.jobLockMs, stalledInterval: kernel.config.jobLockMs });
 }

@@ -3,8 +3,7 @@ import { AppError } from '../../shared/errors.js';
 
 /** Media types read as JSON. */
 export const JSON_TYPES = ['application/json', 'application/*+json'];
-/** Media types a request body may have at all: JSON, and multipart for upload routes (which read it themselves). */
-const ACCEPTED_BODY_TYPES = [...JSON_TYPES, 'multipart/form-data'];
+const MULTIPART = 'multipart/form-data';
 
 /** Most JSON bodies are a few fields: 64 KiB is plenty (a 16 000-character message included). */
 export const JSON_BODY_LIMIT = 64 * 1024;
@@ -23,6 +22,14 @@ export const LARGE_BODY_ROUTES: ReadonlyArray<{ method: string; path: RegExp; li
   { method: 'PATCH', path: /^\/api\/bots\/[^/]+\/?$/i, limit: BOT_BODY_LIMIT },
 ];
 
+/**
+ * Routes that take a multipart upload (CONTRACT §3 `POST /api/files`, field `file`); they read the stream themselves
+ * and enforce BOTSERVER_MAX_UPLOAD_SIZE. Anywhere else a multipart body is refused like any non-JSON body.
+ */
+export const UPLOAD_ROUTES: ReadonlyArray<{ method: string; path: RegExp }> = [{ method: 'POST', path: /^\/api\/files\/?$/i }];
+
+const matches = (routes: ReadonlyArray<{ method: string; path: RegExp }>, req: Request): boolean => routes.some((route) => route.method === req.method && route.path.test(req.path));
+
 function jsonParser(limit: number): RequestHandler {
   return express.json({ limit, strict: true, type: JSON_TYPES });
 }
@@ -32,9 +39,11 @@ function hasBody(req: Request): boolean {
   return req.headers['transfer-encoding'] !== undefined || (length !== undefined && length !== '0');
 }
 
-/** A body that is neither JSON nor multipart is refused before any handler sees the request: 415. */
+/** A body that is not JSON (nor, on an upload route, multipart) is refused before any handler sees the request: 415. */
 function refuseOtherMediaTypes(req: Request, _res: Response, next: NextFunction): void {
-  if (!hasBody(req) || req.is(ACCEPTED_BODY_TYPES) !== false) return next();
+  if (!hasBody(req)) return next();
+  const accepted = matches(UPLOAD_ROUTES, req) ? [...JSON_TYPES, MULTIPART] : JSON_TYPES;
+  if (req.is(accepted) !== false) return next();
   next(new AppError('unsupported_media_type', 'The request body must be JSON (Content-Type: application/json)', { status: 415 }));
 }
 
@@ -47,7 +56,7 @@ export function bodyParsers(): RequestHandler[] {
   const standard = jsonParser(JSON_BODY_LIMIT);
   const large = LARGE_BODY_ROUTES.map((route) => ({ ...route, parser: jsonParser(route.limit) }));
   const readJson: RequestHandler = (req, res, next) => {
-    const parser = large.find((route) => route.method === req.method && route.path.test(req.path))?.parser ?? standard;
+    const parser = large.find((route) => matches([route], req))?.parser ?? standard;
     parser(req, res, next);
   };
   return [readJson, refuseOtherMediaTypes];

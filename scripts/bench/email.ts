@@ -40,7 +40,7 @@ export async function run(args: string[]): Promise<number> {
   let smtp: SmtpPeer | undefined;
   try {
     database = await createTestDatabase();
-    const config = apiTestConfig(database.url, { LOG_LEVEL: 'warn', BOTSERVER_FEATURES: 'email' });
+    const config = apiTestConfig(database.url, { LOG_LEVEL: process.env.LOG_LEVEL ?? 'warn', BOTSERVER_FEATURES: 'email' });
     configureProcessLogging(config, 'botserver-bench');
     const prefix = uniqueQueuePrefix();
     api = await startTestApi(config, prefix);

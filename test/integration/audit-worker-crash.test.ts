@@ -93,6 +93,8 @@ describe('audit worker processes: a crash loses nothing, two at once make one ch
       BOTSERVER_ENCRYPTION_KEY: config.secrets.encryptionKey,
       DATABASE_ENCRYPTION_KEY: config.secrets.databaseEncryptionKey,
       LOG_LEVEL: 'error',
+      // The killed worker's jobs run again once their lock expires: 2 s here instead of 30 s.
+      BOTSERVER_JOB_LOCK_MS: '2000',
     };
   });
 
@@ -123,7 +125,7 @@ describe('audit worker processes: a crash loses nothing, two at once make one ch
     expect(atKill, 'the worker was killed mid-stream').to.be.below(total);
 
     const second = startWorker();
-    // A job the killed worker held is run again once its lock expires (BullMQ's stalled-job check, up to ~60 s).
+    // Jobs the killed worker held run again once their lock expires (BullMQ's stalled-job check).
     await waitFor(async () => (await count()) >= total, 180_000, 200);
     await waitFor(async () => (await queues.queue('audit').getActiveCount()) + (await queues.queue('audit').getWaitingCount()) === 0, 60_000, 200);
     expect(await count()).to.equal(total);

@@ -124,6 +124,25 @@ describe('e-mail bot: exactly once across restarts, crashes and UIDVALIDITY chan
     expect([...repliesFor(sender).values()].reduce((a, b) => a + b, 0)).to.equal(200);
   });
 
+  it('two worker processes share the mailboxes (one lease each); when one stops, the other takes its mailboxes over', async () => {
+    const bots = await Promise.all(Array.from({ length: 4 }, () => mailBot()));
+    const first = startTestEmailWorker(config, prefix);
+    const second = startTestEmailWorker(config, prefix);
+    try {
+      for (const { bot, sender } of bots) await deliverMany(bot, sender, 2, 'shared');
+      for (const { sender } of bots) await expectAnsweredOnce(sender, 2, 30_000);
+      const redis = api.kernel.redis;
+      const owners = await Promise.all(bots.map(({ botId }) => redis.get(`${prefix}:email:lease:${botId}`)));
+      expect(owners.every((owner) => owner !== null)).to.equal(true);
+      await first.stop();
+      for (const { bot, sender } of bots) await deliverMany(bot, sender, 1, 'shared-after');
+      for (const { sender } of bots) await expectAnsweredOnce(sender, 3, 30_000);
+    } finally {
+      await first.stop();
+      await second.stop();
+    }
+  });
+
   it('a UIDVALIDITY change (Dovecot re-numbers the mailbox) causes no duplicate answers', async () => {
     const { bot, sender, botId } = await mailBot();
     const worker = startTestEmailWorker(config, prefix);
