@@ -181,7 +181,30 @@ function auditActions(ctx: ApiContext): RequestHandler {
 }
 
 /**
- * Bull Board at /admin/queues for every queue of the catalogue, read-write, for admins only: anonymous callers get
+ * The queues are shared by every tenant, so the board belongs to the people who run the server: the admins of the
+ * operator tenant (`default`, the tenant `npm start` bootstraps its admin in). Other tenants' admins get 403.
+ */
+export const OPERATOR_TENANT = 'default';
+
+function requireOperatorTenant(ctx: ApiContext): RequestHandler {
+  return (req: Request, _res: Response, next: NextFunction) => {
+    const auth = req.auth;
+    if (auth === undefined) return next(new UnauthorizedError());
+    ctx.kernel
+      .db('tenants')
+      .where({ id: auth.tenantId })
+      .first<{ name: string } | undefined>('name')
+      .then(async (tenant) => {
+        if (tenant?.name === OPERATOR_TENANT) return next();
+        await ctx.audit(req, { type: 'authz.denied', outcome: 'denied', target: `${req.method} ${req.baseUrl}${req.path}`, details: { required: 'operator_tenant_admin' } });
+        next(new ForbiddenError());
+      })
+      .catch(next);
+  };
+}
+
+/**
+ * Bull Board at /admin/queues for every queue of the catalogue, read-write, for the operator tenant's admins only: anonymous callers get
  * 401 (a browser page request is sent to `/`), others 403 (audited). Job data is shown as stored: the encrypted
  * envelope. Mount it after the cookie parser and before the global `authenticate` (see `boardCaller`).
  */
@@ -206,6 +229,7 @@ export function bullBoardRoutes(ctx: ApiContext): Router {
     (req: Request, res: Response, next: NextFunction) => (isSafeMethod(req.method) ? next() : perUser(req, res, next)),
     accountDuties(ctx),
     requireRole(ctx, 'admin'),
+    requireOperatorTenant(ctx),
     auditActions(ctx),
     sameOriginOnly(ctx),
     boardCsp,

@@ -39,6 +39,11 @@ export const hostileString = fc.oneof(
   fc.integer({ min: 200, max: 6_000 }).map((length) => 'a'.repeat(length)),
 );
 
+/** Whether a (raw) path parameter keeps the request on its route: an empty one, a `/` or a `?` lands elsewhere. */
+export function staysOnRoute(param: string): boolean {
+  return param !== '' && !/[/?]/.test(param);
+}
+
 /** A path parameter: the real ids, other UUIDs, and hostile strings, sent raw or percent-encoded. */
 export function pathParamArb(realIds: string[]): fc.Arbitrary<string> {
   return fc.oneof(

@@ -2,7 +2,7 @@ import { randomBytes, randomUUID } from 'node:crypto';
 import { Queue } from 'bullmq';
 import { expect } from 'chai';
 import { Redis } from 'ioredis';
-import { boardActionOf } from '../../api/routes/bullBoard.js';
+import { boardActionOf, OPERATOR_TENANT } from '../../api/routes/bullBoard.js';
 import { QUEUE_NAMES } from '../../shared/queue/index.js';
 import type { RunningWorkers } from '../../workers/main.js';
 import { apiTestConfig, createTestUser, loginTokens, postJson, startTestApi, startTestAuditWorker, type TestApi, type TestUser } from '../helpers/api.js';
@@ -47,6 +47,8 @@ describe('Bull Board at /admin/queues: access, CSRF, audit, envelopes only', fun
   let user: TestUser;
   let adminToken: string;
   let userToken: string;
+  let tenantAdmin: TestUser;
+  let tenantAdminToken: string;
   let adminCookie: CookieSession;
   let userCookie: CookieSession;
   let auditWorker: RunningWorkers | undefined;
@@ -69,9 +71,11 @@ describe('Bull Board at /admin/queues: access, CSRF, audit, envelopes only', fun
     const config = apiTestConfig(database.url, { LOG_LEVEL: 'error' });
     api = await startTestApi(config, prefix);
     auditWorker = startTestAuditWorker(config, prefix);
-    admin = await createTestUser(config, { role: 'admin', tenant: 'board' });
-    user = await createTestUser(config, { role: 'user', tenant: 'board' });
+    admin = await createTestUser(config, { role: 'admin', tenant: OPERATOR_TENANT });
+    user = await createTestUser(config, { role: 'user', tenant: OPERATOR_TENANT });
+    tenantAdmin = await createTestUser(config, { role: 'admin', tenant: 'customer' });
     adminToken = (await loginTokens(api, admin)).accessToken;
+    tenantAdminToken = (await loginTokens(api, tenantAdmin)).accessToken;
     userToken = (await loginTokens(api, user)).accessToken;
     adminCookie = await cookieLogin(api, admin);
     userCookie = await cookieLogin(api, user);
@@ -117,6 +121,13 @@ describe('Bull Board at /admin/queues: access, CSRF, audit, envelopes only', fun
       expect(cookie.status).to.equal(403);
       const denied = await auditOf(bearer, 'authz.denied');
       expect(denied).to.include({ actor: user.id, tenant_id: user.tenantId, outcome: 'denied', target: 'GET /admin/queues/api/queues' });
+    });
+
+    it("another tenant's admin gets 403: the queues hold every tenant's jobs, so they are the operator tenant's", async () => {
+      const response = await fetch(board('/api/queues'), { headers: { authorization: `Bearer ${tenantAdminToken}` } });
+      expect(response.status).to.equal(403);
+      const denied = await auditOf(response, 'authz.denied');
+      expect(denied).to.include({ actor: tenantAdmin.id, tenant_id: tenantAdmin.tenantId, outcome: 'denied' });
     });
 
     it('an admin (bearer) lists all six queues of the catalogue', async () => {
