@@ -124,7 +124,7 @@ describe('e-mail bot: exactly once across restarts, crashes and UIDVALIDITY chan
     expect([...repliesFor(sender).values()].reduce((a, b) => a + b, 0)).to.equal(200);
   });
 
-  it('two worker processes share the mailboxes (one lease each); when one stops, the other takes its mailboxes over', async () => {
+  it('two e-mail workers (own kernels and Redis connections) share the mailboxes by lease; when one stops, the other takes its mailboxes over', async () => {
     const bots = await Promise.all(Array.from({ length: 4 }, () => mailBot()));
     const first = startTestEmailWorker(config, prefix);
     const second = startTestEmailWorker(config, prefix);
@@ -186,17 +186,20 @@ describe('e-mail bot: exactly once across restarts, crashes and UIDVALIDITY chan
   }
 
   it('kill -9 of the outbound worker after the SMTP server accepted: the retried job sends no second reply', async () => {
-    const { bot, sender } = await mailBot();
+    const { bot, sender, botId } = await mailBot();
     const { exited } = startChild('outbound-after-accept');
     await new Promise((resolve) => setTimeout(resolve, 1500));
     await deliverMany(bot, sender, 1, 'outbound-crash');
     expect(await exited).to.equal('SIGKILL');
     expect(repliesFor(sender).size).to.equal(1);
-    expect(await api.kernel.queues.queue('email-outbound').getCompletedCount()).to.equal(0);
+    const reply = await database.ownerDb('messages').join('conversations', 'conversations.id', 'messages.conversation_id').where({ 'conversations.bot_id': botId, 'messages.role': 'bot' }).first<{ id: string }>('messages.id');
+    const job = await api.kernel.queues.queue('email-outbound').getJob(reply.id);
+    if (job === undefined) throw new Error('no email-outbound job');
+    expect(await job.getState()).to.equal('active'); // its worker died holding it
     const worker = startTestEmailWorker(config, prefix);
     try {
       // The stalled job is taken over and completes without sending.
-      await waitFor(async () => (await api.kernel.queues.queue('email-outbound').getCompletedCount()) > 0 || undefined, 30_000, 200);
+      await waitFor(async () => ((await job.getState()) === 'completed' ? true : undefined), 30_000, 200);
       await expectAnsweredOnce(sender, 1);
     } finally {
       await worker.stop();
