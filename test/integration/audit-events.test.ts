@@ -13,6 +13,7 @@ import { uniqueQueuePrefix } from '../helpers/config.js';
 import { createTestDatabase, type TestDatabase } from '../helpers/db.js';
 import { startOidcProvider, type TestOidcProvider } from '../helpers/oidc-provider.js';
 import { waitFor } from '../helpers/process.js';
+import { OPERATOR_TENANT } from '../../api/routes/bullBoard.js';
 
 interface AuditRow {
   id: string;
@@ -341,10 +342,13 @@ describe('audit: every catalogue event comes from its action; GET /api/audit and
     it('admin.action: a failed job retried through Bull Board', async () => {
       const job = await api.kernel.queues.enqueue('bot-reply', 'reply', { tenantId: admin.tenantId, conversationId: randomUUID(), messageId: randomUUID() });
       await waitFor(async () => (await job.getState()) === 'failed', 15_000);
-      const response = await fetch(`${api.url}/admin/queues/api/queues/bot-reply/${String(job.id)}/retry`, { method: 'PUT', headers: adminAuth });
+      // Bull Board belongs to the admins of the operator tenant.
+      const operator = await newUser('admin', OPERATOR_TENANT);
+      const operatorAuth = { authorization: `Bearer ${(await signIn(operator)).accessToken}` };
+      const response = await fetch(`${api.url}/admin/queues/api/queues/bot-reply/${String(job.id)}/retry`, { method: 'PUT', headers: operatorAuth });
       expect(response.status).to.be.within(200, 299);
       const event = await eventOf(requestIdOf(response.headers), 'admin.action');
-      expect(event).to.include({ actor: admin.id, tenant_id: admin.tenantId, outcome: 'success', target: `queue:bot-reply:job:${String(job.id)}` });
+      expect(event).to.include({ actor: operator.id, tenant_id: operator.tenantId, outcome: 'success', target: `queue:bot-reply:job:${String(job.id)}` });
       expect(event.details).to.include({ tool: 'bull-board', action: 'retry', queue: 'bot-reply', jobId: String(job.id) });
     });
 
