@@ -5,6 +5,7 @@ import { requireAuth } from '../auth/authenticate.js';
 import { requireRole } from '../auth/rbac.js';
 import type { ApiContext } from '../context.js';
 import { parseInput } from '../http/validate.js';
+import type { AuditRow } from '../../shared/audit/index.js';
 
 /** `type` is an exact event type (`auth.login.success`) or a prefix ending with a dot (`auth.`). */
 export const auditQuerySchema = z.strictObject({
@@ -18,17 +19,7 @@ export const auditQuerySchema = z.strictObject({
   limit: z.coerce.number().int().min(1).max(500).default(100),
 });
 
-export interface AuditViewRow {
-  id: string;
-  time: Date;
-  type: string;
-  actor: string | null;
-  target: string | null;
-  outcome: string;
-  ip: string | null;
-  request_id: string | null;
-  details: Record<string, unknown>;
-}
+export type AuditViewRow = Pick<AuditRow, 'id' | 'time' | 'type' | 'actor' | 'target' | 'outcome' | 'ip' | 'request_id' | 'details'>;
 
 export interface AuditEventView {
   id: string;

@@ -156,7 +156,8 @@ export async function appendAuditEvents(db: Knex, keys: ChainKeys, events: reado
   });
 }
 
-interface AuditRow {
+/** A row of audit_events as PostgreSQL returns it. */
+export interface AuditRow {
   id: string;
   event_id: string;
   time: Date;

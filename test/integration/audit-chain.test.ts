@@ -22,22 +22,8 @@ import { QueueFactory, type AuditEventPayload, type JobData, type QueueName } fr
 import { startAuditWorker } from '../../workers/audit.js';
 import { testConfig, uniqueQueuePrefix } from '../helpers/config.js';
 import { useTestDatabase } from '../helpers/db.js';
+import type { AuditRow } from '../../shared/audit/index.js';
 
-interface AuditRow {
-  id: string;
-  event_id: string;
-  time: Date;
-  tenant_id: string | null;
-  actor: string | null;
-  type: string;
-  target: string | null;
-  outcome: string;
-  ip: string | null;
-  request_id: string | null;
-  details: Record<string, unknown>;
-  prev_hash: string;
-  hash: string;
-}
 
 const CONTENT_COLUMNS = ['event_id', 'time', 'tenant_id', 'actor', 'type', 'target', 'outcome', 'ip', 'request_id', 'details'] as const;
 

@@ -14,20 +14,8 @@ import { createTestDatabase, type TestDatabase } from '../helpers/db.js';
 import { startOidcProvider, type TestOidcProvider } from '../helpers/oidc-provider.js';
 import { waitFor } from '../helpers/process.js';
 import { OPERATOR_TENANT } from '../../api/routes/bullBoard.js';
+import type { AuditRow } from '../../shared/audit/index.js';
 
-interface AuditRow {
-  id: string;
-  event_id: string;
-  time: Date;
-  tenant_id: string | null;
-  actor: string | null;
-  type: string;
-  target: string | null;
-  outcome: string;
-  ip: string | null;
-  request_id: string | null;
-  details: Record<string, unknown>;
-}
 
 interface ListedEvent {
   id: string;
