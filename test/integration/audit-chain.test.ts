@@ -248,7 +248,7 @@ describe('audit: the hash chain', function () {
             actor: original.actor,
             type: original.type,
             target: original.target,
-            outcome: original.outcome as AuditEventPayload['outcome'],
+            outcome: original.outcome,
             ip: original.ip,
             requestId: original.request_id,
             details: original.id === row(3).id ? { forged: true } : original.details,
