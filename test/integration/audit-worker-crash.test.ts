@@ -8,22 +8,10 @@ import { QueueFactory } from '../../shared/queue/index.js';
 import { testConfig } from '../helpers/config.js';
 import { createTestDatabase, type TestDatabase } from '../helpers/db.js';
 import { cleanupProcesses, isAlive, startCli, waitFor, type EnvOverrides, type RunningCli } from '../helpers/process.js';
+import { emptyRedisDb } from '../helpers/redis.js';
 
 const REDIS_SERVER = new URL(process.env.REDIS_URL ?? 'redis://127.0.0.1:6379');
 
-/** An empty Redis database number (15 down to 1): the workers use BullMQ's default prefix `bull` on it, alone. */
-async function emptyRedisDb(): Promise<number> {
-  for (let db = 15; db >= 1; db -= 1) {
-    const redis = new Redis({ host: REDIS_SERVER.hostname, port: Number(REDIS_SERVER.port || 6379), db, lazyConnect: true });
-    try {
-      await redis.connect();
-      if ((await redis.dbsize()) === 0) return db;
-    } finally {
-      redis.disconnect();
-    }
-  }
-  throw new Error('no empty Redis database found (1-15)');
-}
 
 describe('audit worker processes: a crash loses nothing, two at once make one chain', function () {
   this.timeout(240_000);

@@ -17,22 +17,10 @@ import { apiTestConfig, createTestUser, postJson, startTestApi, type TestApi, ty
 import { uniqueQueuePrefix } from '../helpers/config.js';
 import { createTestDatabase, INSUFFICIENT_PRIVILEGE, pgErrorOf, type TestDatabase } from '../helpers/db.js';
 import { runCli, waitFor } from '../helpers/process.js';
+import { emptyRedisDb } from '../helpers/redis.js';
 
 const REDIS_SERVER = new URL(process.env.REDIS_URL ?? 'redis://127.0.0.1:6379');
 
-/** An empty Redis database number of the server (15 down to 1), so a search of "all keys" sees only this suite's. */
-async function emptyRedisDb(): Promise<number> {
-  for (let db = 15; db >= 1; db -= 1) {
-    const redis = new Redis({ host: REDIS_SERVER.hostname, port: Number(REDIS_SERVER.port || 6379), db, lazyConnect: true });
-    try {
-      await redis.connect();
-      if ((await redis.dbsize()) === 0) return db;
-    } finally {
-      redis.disconnect();
-    }
-  }
-  throw new Error('no empty Redis database found (1-15)');
-}
 
 interface Participant {
   user: TestUser;
