@@ -7,6 +7,7 @@ import { closeAllClients, connectClient, createBot, createConversation, signedIn
 import { uniqueQueuePrefix } from '../../test/helpers/config.js';
 import { createTestDatabase, type TestDatabase } from '../../test/helpers/db.js';
 import { startWorkers, type RunningWorkers } from '../../workers/main.js';
+import { percentile, round1, table } from './stats.js';
 
 /**
  * Chat benchmark: a throwaway database, an API server and the reply worker in this process (the reply travels the
@@ -45,20 +46,6 @@ function parseArgs(args: string[]): Options | undefined {
   return options;
 }
 
-/** Nearest-rank percentile of an unsorted sample. */
-function percentile(values: number[], p: number): number {
-  if (values.length === 0) return Number.NaN;
-  const sorted = [...values].sort((a, b) => a - b);
-  const rank = Math.min(sorted.length, Math.max(1, Math.ceil((p / 100) * sorted.length)));
-  return sorted[rank - 1] ?? Number.NaN;
-}
-
-const round1 = (value: number): number => Math.round(value * 10) / 10;
-
-function table(rows: string[][]): string {
-  const widths = rows[0]?.map((_, column) => Math.max(...rows.map((row) => (row[column] ?? '').length))) ?? [];
-  return rows.map((row) => row.map((cell, column) => cell.padStart(widths[column] ?? 0)).join('  ')).join('\n');
-}
 
 interface ClientRun {
   latencies: number[];

@@ -7,6 +7,7 @@ import { uniqueQueuePrefix } from '../../test/helpers/config.js';
 import { createTestDatabase, type TestDatabase } from '../../test/helpers/db.js';
 import { addMailUser, channelFor, deliver, ensureMailServer, startSmtpPeer, startTestEmailWorker, type SmtpPeer } from '../../test/helpers/mail.js';
 import { startWorkers, type RunningWorkers } from '../../workers/main.js';
+import { percentile, round1 } from './stats.js';
 
 /**
  * E-mail benchmark: N mails delivered over LMTP into a bot's Dovecot mailbox (20 at a time), answered through the
@@ -17,13 +18,6 @@ import { startWorkers, type RunningWorkers } from '../../workers/main.js';
 
 const DEFAULT_MAILS = 1000;
 
-function percentile(values: number[], p: number): number {
-  if (values.length === 0) return Number.NaN;
-  const sorted = [...values].sort((a, b) => a - b);
-  return sorted[Math.min(sorted.length, Math.max(1, Math.ceil((p / 100) * sorted.length))) - 1] ?? Number.NaN;
-}
-
-const round1 = (value: number): number => Math.round(value * 10) / 10;
 
 export async function run(args: string[]): Promise<number> {
   const [flag, value] = args;

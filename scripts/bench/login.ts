@@ -6,6 +6,7 @@ import { configureProcessLogging } from '../../shared/kernel.js';
 import { apiTestConfig, createTestUser, postJson, startTestApi, type TestApi, type TestUser } from '../../test/helpers/api.js';
 import { uniqueQueuePrefix } from '../../test/helpers/config.js';
 import { createTestDatabase, type TestDatabase } from '../../test/helpers/db.js';
+import { percentile, round1, table } from './stats.js';
 
 /**
  * Login benchmark: a throwaway database and an API server in this process, one account, then
@@ -41,15 +42,6 @@ interface RoundResult {
   probeMeMs: number;
 }
 
-/** Nearest-rank percentile of an unsorted sample. */
-function percentile(values: number[], p: number): number {
-  if (values.length === 0) return Number.NaN;
-  const sorted = [...values].sort((a, b) => a - b);
-  const rank = Math.min(sorted.length, Math.max(1, Math.ceil((p / 100) * sorted.length)));
-  return sorted[rank - 1] ?? Number.NaN;
-}
-
-const round1 = (value: number): number => Math.round(value * 10) / 10;
 const lagMs = (nanoseconds: number): number => round1(Math.max(0, nanoseconds / 1e6 - LAG_RESOLUTION_MS));
 
 async function measureHashing(): Promise<{ medianMs: number; p95Ms: number; samples: number }> {
@@ -124,11 +116,6 @@ async function loginRound(api: TestApi, user: TestUser, bearer: string, round: n
     probeHealthzMs: probes.healthz,
     probeMeMs: probes.me,
   };
-}
-
-function table(rows: string[][]): string {
-  const widths = rows[0]?.map((_, column) => Math.max(...rows.map((row) => (row[column] ?? '').length))) ?? [];
-  return rows.map((row) => row.map((cell, column) => cell.padStart(widths[column] ?? 0)).join('  ')).join('\n');
 }
 
 /** Ends the sessions and refresh tokens the rounds created and drops the audit jobs nobody will consume. */

@@ -15,19 +15,10 @@ import { startOidcProvider, type TestOidcProvider } from '../helpers/oidc-provid
 import { waitFor } from '../helpers/process.js';
 import { OPERATOR_TENANT } from '../../api/routes/bullBoard.js';
 import type { AuditRow } from '../../shared/audit/index.js';
+import type { AuditEventView } from '../../api/routes/audit.js';
 
 
-interface ListedEvent {
-  id: string;
-  time: string;
-  type: string;
-  actor: string | null;
-  target: string | null;
-  outcome: string;
-  ip: string | null;
-  requestId: string | null;
-  details: Record<string, unknown>;
-}
+type ListedEvent = AuditEventView;
 
 const requestIdOf = (headers: Headers): string => headers.get('x-request-id') ?? expect.fail('no x-request-id');
 
