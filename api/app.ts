@@ -16,6 +16,7 @@ import { authRoutes } from './routes/auth.js';
 import { botRoutes } from './routes/bots.js';
 import { bullBoardRoutes } from './routes/bullBoard.js';
 import { conversationRoutes } from './routes/conversations.js';
+import { fileRoutes } from './files/routes.js';
 import { gdprRoutes } from './routes/gdpr.js';
 import { metricsRoutes } from './routes/metrics.js';
 import { healthRoutes } from './routes/health.js';
@@ -84,6 +85,7 @@ export async function createApp(kernel: Kernel): Promise<App> {
   app.use(userRoutes(context));
   app.use(botRoutes(context));
   app.use(conversationRoutes(context));
+  app.use(fileRoutes(context));
   app.use(gdprRoutes(context));
   app.use(auditRoutes(context));
   app.use(notFound);

@@ -1,4 +1,6 @@
 import type { Request } from 'express';
+import { createStorage, type ObjectStorage } from '../adapters/storage/index.js';
+import { FileStaging } from '../shared/files/index.js';
 import { hashPassword } from '../shared/accounts/index.js';
 import type { AuditEventInput } from '../shared/audit/index.js';
 import { ChatEmitter } from '../shared/chat/index.js';
@@ -19,6 +21,10 @@ export interface ApiContext {
   /** Conversation events to every API process's sockets, through Redis. */
   chat: ChatEmitter;
   metrics: ApiMetrics;
+  /** Where encrypted file objects live (S3 or the local folder). */
+  storage: ObjectStorage;
+  /** Uploads waiting for the files worker. */
+  staging: FileStaging;
   /** An Argon2id hash of a random password: unknown e-mails are verified against it so they cost the same time. */
   dummyPasswordHash: string;
   /** Records an audit event with the request's actor, tenant, IP and id; never fails the request. */
@@ -27,6 +33,10 @@ export interface ApiContext {
 
 export async function createApiContext(kernel: Kernel): Promise<ApiContext> {
   const { config, keys, redis } = kernel;
+  const storage = createStorage(config);
+  // The files worker creates the bucket too; here a failure only means downloads answer 503 until it exists.
+  await storage.ensureReady().catch((error: unknown) => log.error('file storage is not ready', { backend: storage.kind, error: error instanceof Error ? error.message : String(error) }));
+  kernel.onClose(() => storage.close());
   return {
     kernel,
     tokens: await TokenService.fromPem(keys.jwtPrivateKeyPem),
@@ -34,6 +44,8 @@ export async function createApiContext(kernel: Kernel): Promise<ApiContext> {
     loginGuard: new LoginGuard(redis, config.maxLoginAttempts, config.lockoutDurationSeconds),
     chat: new ChatEmitter(redis),
     metrics: new ApiMetrics(kernel.queues),
+    storage,
+    staging: new FileStaging(config.dataDir),
     dummyPasswordHash: await hashPassword(randomToken(24)),
     async audit(req, event) {
       try {

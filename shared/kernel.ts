@@ -18,6 +18,8 @@ export interface Kernel {
   db: Knex;
   queues: QueueFactory;
   audit: AuditRecorder;
+  /** Runs `task` first when the kernel closes (a family's own timers and clients). */
+  onClose(task: () => Promise<void>): void;
   close(): Promise<void>;
 }
 
@@ -66,6 +68,7 @@ export function createKernel(config: Config, family: ProcessFamily, options: Ker
     keys: { chainKey: keys.auditChainKey, pseudonymKey: keys.pseudonymKey },
   });
   let closed = false;
+  const closeTasks: Array<() => Promise<void>> = [];
   return {
     config,
     family,
@@ -74,10 +77,14 @@ export function createKernel(config: Config, family: ProcessFamily, options: Ker
     db,
     queues,
     audit,
+    onClose(task) {
+      closeTasks.push(task);
+    },
     async close() {
       if (closed) return;
       closed = true;
       await queues.close();
+      await Promise.allSettled(closeTasks.map((task) => task()));
       await Promise.allSettled([db.destroy(), auditDb !== undefined && auditDb !== db ? auditDb.destroy() : Promise.resolve()]);
       redis.disconnect();
       keys.zeroize();

@@ -4,12 +4,14 @@ import { createKernel, type Kernel, type KernelOptions } from '../shared/kernel.
 import { log } from '../shared/log/index.js';
 import { startAuditWorker } from './audit.js';
 import { startEmailWorker } from './email.js';
+import { startFilesWorker } from './files.js';
 import { startReplyWorker } from './reply.js';
 
 /** The families built so far; the others of CONTRACT §1 arrive with their issues. */
 const FAMILIES: Partial<Record<WorkerFamily, (kernel: Kernel) => void>> = {
   audit: startAuditWorker,
   email: (kernel) => startEmailWorker(kernel),
+  files: startFilesWorker,
   reply: startReplyWorker,
 };
 

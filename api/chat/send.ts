@@ -1,5 +1,8 @@
 import { insertMessage, toMessageEvent } from '../../shared/chat/index.js';
-import { AppError } from '../../shared/errors.js';
+import type { Knex } from 'knex';
+import { z } from 'zod';
+import { AppError, NotFoundError, ValidationError } from '../../shared/errors.js';
+import { fileName, type FileRow } from '../../shared/files/index.js';
 import { log } from '../../shared/log/index.js';
 import type { Caller } from '../auth/authenticate.js';
 import type { ApiContext } from '../context.js';
@@ -7,6 +10,28 @@ import { actorOf, tenantOf, withConversation } from './access.js';
 
 /** Longest message text accepted, in characters. */
 export const MAX_MESSAGE_CHARS = 16_000;
+
+/** Most files one message may carry. */
+export const MAX_ATTACHMENTS = 10;
+export const attachmentIdsSchema = z.array(z.uuid()).max(MAX_ATTACHMENTS);
+
+/**
+ * The caller's own files, in the order given: an id that is not the caller's (another user's, another tenant's,
+ * unknown) is refused as not found, a file that failed to store as invalid. Guests own no files.
+ */
+async function ownFiles(trx: Knex.Transaction, caller: Caller, ids: readonly string[]): Promise<FileRow[]> {
+  if (ids.length === 0) return [];
+  const unique = [...new Set(ids)];
+  if (caller.kind !== 'user') throw new NotFoundError('No such file');
+  const rows = await trx('files').whereIn('id', unique).where({ owner_id: caller.auth.userId }).select<FileRow[]>('*');
+  const byId = new Map(rows.map((row) => [row.id, row]));
+  return unique.map((id) => {
+    const row = byId.get(id);
+    if (row === undefined) throw new AppError('not_found', 'No such file', { status: 404, field: 'attachments' });
+    if (row.status === 'failed') throw new ValidationError('A file that could not be stored cannot be attached', 'attachments');
+    return row;
+  });
+}
 
 /** Where a message came from, for its `data.write` audit event. */
 export interface MessageOrigin {
@@ -24,11 +49,23 @@ export interface AcceptedMessage {
  * Accepts a participant's message: stored encrypted, then a `bot-reply` job (its id is the message id, so a repeat
  * never makes a second job), then `message:new` to the room. A repeated clientMessageId returns the first message.
  */
-export async function acceptUserMessage(ctx: ApiContext, caller: Caller, conversationId: string, text: string, clientMessageId: string | undefined, origin: MessageOrigin): Promise<AcceptedMessage> {
+export async function acceptUserMessage(
+  ctx: ApiContext,
+  caller: Caller,
+  conversationId: string,
+  text: string,
+  clientMessageId: string | undefined,
+  origin: MessageOrigin,
+  attachmentIds: readonly string[] = [],
+): Promise<AcceptedMessage> {
   if (text.length > MAX_MESSAGE_CHARS) throw new AppError('message_too_large', `A message may have at most ${MAX_MESSAGE_CHARS} characters`, { status: 413, field: 'text' });
   const { message, created, tenantId } = await withConversation(ctx, caller, conversationId, 'write', async (trx, conversation) => {
+    const files = await ownFiles(trx, caller, attachmentIds);
     const result = await insertMessage(trx, ctx.kernel.keys.columnRing, { tenantId: conversation.tenant_id, conversationId, role: 'user', text, clientMessageId });
-    return { ...result, tenantId: conversation.tenant_id };
+    if (!result.created || files.length === 0) return { ...result, tenantId: conversation.tenant_id };
+    await trx('message_attachments').insert(files.map((file, position) => ({ tenant_id: conversation.tenant_id, message_id: result.message.messageId, file_id: file.id, position })));
+    const attachments = files.map((file) => ({ id: file.id, name: fileName(ctx.kernel.keys.columnRing, file), size: Number(file.size), type: file.content_type }));
+    return { message: { ...result.message, attachments }, created: true, tenantId: conversation.tenant_id };
   });
   await ctx.kernel.queues.enqueue('bot-reply', 'reply', { tenantId, conversationId, messageId: message.messageId }, { jobId: message.messageId });
   if (created) {

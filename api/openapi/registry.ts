@@ -167,9 +167,32 @@ export const ROUTES: readonly RouteSpec[] = [
   {
     method: 'post', path: '/api/conversations/:id/messages', tag: 'conversations', access: 'participant', summary: 'Send a message; the reply arrives over Socket.IO and in the list', body: messageBodySchema,
     bodyExample: { text: 'When are you open?', clientMessageId: 'web-1717171717-1' },
+    description: '`attachments`: up to 10 ids of the caller\'s own uploaded files; a message needs text or an attachment.',
     success: { status: 202, description: 'Accepted', schema: out.acceptedMessageSchema },
     failures: [{ status: 413, description: '`message_too_large`' }],
   },
+
+  // files
+  {
+    method: 'post', path: '/api/files', tag: 'files', access: 'user', summary: 'Upload a file (multipart/form-data, field `file`)',
+    description: 'Streamed to an encrypted staging file while its size is counted and its type sniffed from the bytes; the `files` worker then encrypts it under its own data key into storage. Guests cannot upload.',
+    success: { status: 202, description: 'Accepted; `status` becomes `stored` or `failed`', schema: out.acceptedFileSchema },
+    failures: [
+      { status: 413, description: '`payload_too_large`: over BOTSERVER_MAX_UPLOAD_SIZE (the rest of the body is not read)' },
+      { status: 415, description: '`unsupported_file_type`: the sniffed type is outside BOTSERVER_UPLOAD_TYPES; `unsupported_media_type`: not multipart' },
+    ],
+  },
+  { method: 'get', path: '/api/files/:id', tag: 'files', access: 'user', summary: 'A file\'s metadata and status', description: 'Its owner, a participant of a conversation it is attached to, or staff of the tenant for attached files.', success: { status: 200, description: 'File', schema: out.fileSchema } },
+  {
+    method: 'get', path: '/api/files/:id/content', tag: 'files', access: 'user', summary: 'The decrypted content (attachment; HTTP Range supported)',
+    description: 'Decrypts only the records a range needs. Every record of an answer up to 32 MiB is authenticated before the first byte is sent.',
+    success: { status: 200, description: 'The file (206 for a range)', contentType: 'application/octet-stream' },
+    failures: [
+      { status: 409, description: '`file_not_ready` (still pending) or `file_failed`' },
+      { status: 416, description: '`range_not_satisfiable`' },
+    ],
+  },
+  { method: 'delete', path: '/api/files/:id', tag: 'files', access: 'user', summary: 'Delete a file: its row, its data key and every stored version', success: { status: 204, description: 'Deleted' } },
 
   // audit
   { method: 'get', path: '/api/audit', tag: 'audit', access: 'admin', summary: "The tenant's audit events, newest first", query: auditQuerySchema, queryExample: { type: 'auth.', limit: '20' }, success: { status: 200, description: 'Events', schema: out.auditListSchema } },

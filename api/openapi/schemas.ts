@@ -58,9 +58,22 @@ export const createdIdSchema = z.strictObject({ id });
 export const guestTokenSchema = z.strictObject({ token: z.string().describe('Guest JWT: may join and write this conversation only'), conversationId: id });
 export const socketTokenSchema = z.strictObject({ token: z.string().describe('Short-lived access JWT for the Socket.IO handshake') });
 
+export const attachmentSchema = z.strictObject({ id, name: z.string(), size: z.number().int().nonnegative(), type: z.string().describe('Media type sniffed from the bytes') });
 export const messageListSchema = z.strictObject({
-  messages: z.array(z.strictObject({ messageId: id, role: z.enum(['user', 'bot']), text: z.string(), createdAt: timestamp })).describe('Oldest first, decrypted'),
+  messages: z.array(z.strictObject({ messageId: id, role: z.enum(['user', 'bot']), text: z.string(), createdAt: timestamp, attachments: z.array(attachmentSchema).optional() })).describe('Oldest first, decrypted'),
 });
+export const fileSchema = z.strictObject({
+  id,
+  name: z.string().describe('The sanitised file name'),
+  size: z.number().int().nonnegative(),
+  type: z.string().describe('Media type sniffed from the bytes at upload'),
+  status: z.enum(['pending', 'stored', 'failed']),
+  sha256: z.string().nullable().describe('Of the plaintext, once stored'),
+  source: z.enum(['upload', 'email']),
+  failureReason: z.string().nullable(),
+  createdAt: z.string(),
+});
+export const acceptedFileSchema = z.strictObject({ id, status: z.literal('pending') });
 export const acceptedMessageSchema = z.strictObject({ messageId: id });
 
 export const healthSchema = z.strictObject({ status: z.literal('ok') });

@@ -5,7 +5,7 @@ import { conversationRoom, listMessages, toMessageEvent, type ServerToClientEven
 import { AppError } from '../../shared/errors.js';
 import { log } from '../../shared/log/index.js';
 import { tenantOf, withConversation } from '../chat/access.js';
-import { acceptUserMessage } from '../chat/send.js';
+import { acceptUserMessage, attachmentIdsSchema } from '../chat/send.js';
 import type { ApiContext } from '../context.js';
 import { findUnsafeText } from '../http/validate.js';
 import type { SocketData } from './server.js';
@@ -20,7 +20,9 @@ export interface ClientToServerEvents {
 type ChatSocket = Socket<ClientToServerEvents, ServerToClientEvents, Record<string, never>, SocketData>;
 
 export const joinSchema = z.strictObject({ conversationId: z.uuid(), after: z.uuid().optional() });
-export const sendSchema = z.strictObject({ conversationId: z.uuid(), text: z.string().trim().min(1), clientMessageId: z.string().min(1).max(100) });
+export const sendSchema = z
+  .strictObject({ conversationId: z.uuid(), text: z.string().trim(), clientMessageId: z.string().min(1).max(100), attachments: attachmentIdsSchema.optional() })
+  .refine((input) => input.text.length > 0 || (input.attachments?.length ?? 0) > 0, { message: 'A message needs text or an attachment', path: ['text'] });
 
 /** Events a socket may send per window, and how many invalid ones end its connection. */
 const EVENTS_PER_WINDOW = 30;
@@ -110,7 +112,7 @@ export function registerChatHandlers(ctx: ApiContext, socket: ChatSocket): void 
 
   on('conversation:join', joinSchema, async ({ conversationId, after }) => {
     const missed = await withConversation(ctx, caller, conversationId, 'read', async (trx) =>
-      after === undefined ? [] : listMessages(trx, ctx.kernel.keys.columnRing, conversationId, { after, limit: 500 }),
+      after === undefined ? [] : listMessages(trx, ctx.kernel.keys.columnRing, conversationId, { after, limit: 500, withAttachments: true }),
     );
     await socket.join(conversationRoom(conversationId));
     // A client that reconnects says which message it saw last and is sent what it missed, from PostgreSQL.
@@ -118,8 +120,8 @@ export function registerChatHandlers(ctx: ApiContext, socket: ChatSocket): void 
     return {};
   });
 
-  on('message:send', sendSchema, async ({ conversationId, text, clientMessageId }) => {
-    const accepted = await acceptUserMessage(ctx, caller, conversationId, text, clientMessageId, { via: 'socket', ip: socket.handshake.address });
+  on('message:send', sendSchema, async ({ conversationId, text, clientMessageId, attachments }) => {
+    const accepted = await acceptUserMessage(ctx, caller, conversationId, text, clientMessageId, { via: 'socket', ip: socket.handshake.address }, attachments);
     return { messageId: accepted.messageId };
   });
 

@@ -17,6 +17,10 @@ const BENCHMARKS: Record<string, Benchmark> = {
     description: 'N socket clients x M messages to a rule bot (in-process API + reply worker): replies/s, p50/p99 send-to-reply latency',
     load: () => import('./chat.js'),
   },
+  files: {
+    description: 'N MiB (default 1024) to the S3 test server: plain multipart upload vs the files worker (encrypt + upload): MiB/s, ratio, worker peak RSS',
+    load: () => import('./files.js'),
+  },
   email: {
     description: 'N mails (default 1000) into a bot mailbox in Dovecot, answered over IMAP IDLE → reply → SMTP: mails/s, p50/p99 inbound-to-reply latency',
     load: () => import('./email.js'),

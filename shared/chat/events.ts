@@ -1,3 +1,5 @@
+import type { AttachmentSummary } from '../files/index.js';
+
 /** CONTRACT §4: the Socket.IO room of a conversation and the server → client events. */
 export function conversationRoom(conversationId: string): string {
   return `conversation:${conversationId}`;
@@ -9,6 +11,8 @@ export interface MessageNewEvent {
   role: 'user' | 'bot';
   text: string;
   createdAt: string;
+  /** Files sent with the message, in order; absent when there are none. */
+  attachments?: AttachmentSummary[];
 }
 
 export interface MessageChunkEvent {

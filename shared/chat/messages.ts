@@ -1,6 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import type { Knex } from 'knex';
 import { openString, sealString, type KeyRing } from '../crypto/index.js';
+import { attachmentsOf, type AttachmentSummary } from '../files/index.js';
 import type { MessageNewEvent } from './events.js';
 
 export interface StoredMessage {
@@ -10,6 +11,7 @@ export interface StoredMessage {
   text: string;
   createdAt: string;
   replyTo: string | null;
+  attachments?: AttachmentSummary[];
 }
 
 interface MessageRow {
@@ -37,8 +39,8 @@ function toMessage(ring: KeyRing, row: MessageRow): StoredMessage {
 }
 
 export function toMessageEvent(message: StoredMessage): MessageNewEvent {
-  const { conversationId, messageId, role, text, createdAt } = message;
-  return { conversationId, messageId, role, text, createdAt };
+  const { conversationId, messageId, role, text, createdAt, attachments } = message;
+  return { conversationId, messageId, role, text, createdAt, ...(attachments === undefined || attachments.length === 0 ? {} : { attachments }) };
 }
 
 export interface NewMessage {
@@ -106,7 +108,22 @@ export async function listMessages(
   trx: Knex.Transaction,
   ring: KeyRing,
   conversationId: string,
-  options: { limit?: number; before?: StoredMessage; after?: string } = {},
+  options: { limit?: number; before?: StoredMessage; after?: string; withAttachments?: boolean } = {},
+): Promise<StoredMessage[]> {
+  const messages = await listMessageRows(trx, ring, conversationId, options);
+  if (options.withAttachments !== true) return messages;
+  const byMessage = await attachmentsOf(trx, ring, messages.map((message) => message.messageId));
+  return messages.map((message) => {
+    const attachments = byMessage.get(message.messageId);
+    return attachments === undefined ? message : { ...message, attachments };
+  });
+}
+
+async function listMessageRows(
+  trx: Knex.Transaction,
+  ring: KeyRing,
+  conversationId: string,
+  options: { limit?: number; before?: StoredMessage; after?: string },
 ): Promise<StoredMessage[]> {
   const limit = options.limit ?? 200;
   const query = trx('messages').where({ conversation_id: conversationId });

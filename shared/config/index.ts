@@ -2,6 +2,7 @@ import { createPrivateKey } from 'node:crypto';
 import { existsSync, readFileSync } from 'node:fs';
 import { isAbsolute, resolve } from 'node:path';
 import { ConfigError } from '../errors.js';
+import { DEFAULT_UPLOAD_TYPES } from '../files/allowlist.js';
 import { loadOrCreateDevSecrets } from './devSecrets.js';
 import { envSchema, type Feature, type RawEnv } from './schema.js';
 
@@ -38,6 +39,8 @@ export interface Config {
   rateLimitPerIp: number;
   rateLimitPerUser: number;
   maxUploadSize: number;
+  /** Media types an upload may have (sniffed from its bytes); exact types or `major/*`. */
+  uploadTypes: readonly string[];
   wsMaxMessageSize: number;
   /** BullMQ lock of an active job and stalled-job check interval (ms): how soon a crashed worker's jobs run again. */
   jobLockMs: number;
@@ -175,6 +178,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     rateLimitPerIp: raw.BOTSERVER_RATE_LIMIT_PER_IP,
     rateLimitPerUser: raw.BOTSERVER_RATE_LIMIT_PER_USER,
     maxUploadSize: raw.BOTSERVER_MAX_UPLOAD_SIZE,
+    uploadTypes: raw.BOTSERVER_UPLOAD_TYPES.length === 0 ? DEFAULT_UPLOAD_TYPES : raw.BOTSERVER_UPLOAD_TYPES.map((item) => item.toLowerCase()),
     wsMaxMessageSize: raw.BOTSERVER_WS_MAX_MESSAGE_SIZE,
     jobLockMs: raw.BOTSERVER_JOB_LOCK_MS,
     tls,

@@ -107,6 +107,10 @@ export const envSchema = z.object({
   BOTSERVER_RATE_LIMIT_PER_IP: positiveInt(100),
   BOTSERVER_RATE_LIMIT_PER_USER: positiveInt(1000),
   BOTSERVER_MAX_UPLOAD_SIZE: positiveInt(104857600),
+  BOTSERVER_UPLOAD_TYPES: commaList.refine(
+    (items) => items.every((item) => /^[a-z0-9][a-z0-9.+-]*\/([a-z0-9][a-z0-9.+-]*|\*)$/i.test(item)),
+    'must be a comma list of media types such as application/pdf or image/*',
+  ),
   BOTSERVER_WS_MAX_MESSAGE_SIZE: positiveInt(10485760),
   BOTSERVER_JOB_LOCK_MS: positiveInt(30000).refine((value) => value >= 1000, 'must be at least 1000 (milliseconds)'),
   BOTSERVER_TLS_CERT: optionalText,

@@ -20,7 +20,7 @@ export const DEFAULT_CHUNK_SIZE = 64 * 1024;
 /** Upper bound the decrypter accepts from a header, so a forged header cannot make it buffer gigabytes. */
 export const MAX_CHUNK_SIZE = 16 * 1024 * 1024;
 const MAX_RECORDS = 2 ** 32;
-const FIXED_HEADER_BYTES = MAGIC.length + 1 + SALT_BYTES + NONCE_PREFIX_BYTES + 4;
+export const FIXED_HEADER_BYTES = MAGIC.length + 1 + SALT_BYTES + NONCE_PREFIX_BYTES + 4;
 
 export type StreamHeader = { kid: string; salt: Buffer; noncePrefix: Buffer; chunkSize: number };
 
@@ -101,16 +101,35 @@ export class RecordCipher {
     }
   }
 
+  /** Opens the record at `index` out of order (ranged reads); the sequential counter is left alone. */
+  openAt(record: Buffer, index: number, final: boolean): Buffer {
+    if (record.length < TAG_BYTES) throw decryptFailed();
+    try {
+      const decipher = createDecipheriv('aes-256-gcm', this.#key, this.#nonce(index), { authTagLength: TAG_BYTES });
+      decipher.setAAD(this.#recordAad(final));
+      decipher.setAuthTag(record.subarray(record.length - TAG_BYTES));
+      const head = decipher.update(record.subarray(0, record.length - TAG_BYTES));
+      return Buffer.concat([head, decipher.final()]);
+    } catch {
+      throw decryptFailed();
+    }
+  }
+
   zeroize(): void {
     this.#key.fill(0);
   }
 
   #nextNonce(): Buffer {
-    if (this.#counter >= MAX_RECORDS) throw new CryptoError('decrypt_failed', 'Encrypted file has too many records');
+    const nonce = this.#nonce(this.#counter);
+    this.#counter += 1;
+    return nonce;
+  }
+
+  #nonce(index: number): Buffer {
+    if (!Number.isInteger(index) || index < 0 || index >= MAX_RECORDS) throw new CryptoError('decrypt_failed', 'Encrypted file has too many records');
     const nonce = Buffer.alloc(NONCE_PREFIX_BYTES + 4);
     this.#noncePrefix.copy(nonce, 0);
-    nonce.writeUInt32BE(this.#counter, NONCE_PREFIX_BYTES);
-    this.#counter += 1;
+    nonce.writeUInt32BE(index, NONCE_PREFIX_BYTES);
     return nonce;
   }
 

@@ -25,7 +25,7 @@ export const jobSchemas = {
   embed: z.object({ tenantId: uuid, documentId: uuid }),
   'email-inbound': z.object({ tenantId: uuid, botId: uuid, uidValidity: z.number().int().nonnegative(), uid: z.number().int().positive() }),
   'email-outbound': z.object({ tenantId: uuid, conversationId: uuid, replyToMessageId: uuid, botMessageId: uuid }),
-  'file-encrypt': z.object({ tenantId: uuid, fileId: uuid, stagingPath: z.string().min(1) }),
+  'file-encrypt': z.object({ tenantId: uuid, fileId: uuid }),
   audit: auditEventSchema,
 } satisfies Record<QueueName, z.ZodType>;
 

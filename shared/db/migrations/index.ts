@@ -7,6 +7,7 @@ import * as rolesAndRls from './005_roles_and_rls.js';
 import * as messageReplies from './006_message_replies.js';
 import * as auditPseudonymise from './007_audit_pseudonymise.js';
 import * as emailDedupe from './009_email_dedupe.js';
+import * as filesPipeline from './010_files_pipeline.js';
 
 export interface NamedMigration {
   name: string;
@@ -24,4 +25,5 @@ export const migrations: readonly NamedMigration[] = [
   { name: '006_message_replies', up: messageReplies.up, down: messageReplies.down },
   { name: '007_audit_pseudonymise', up: auditPseudonymise.up, down: auditPseudonymise.down },
   { name: '009_email_dedupe', up: emailDedupe.up, down: emailDedupe.down },
+  { name: '010_files_pipeline', up: filesPipeline.up, down: filesPipeline.down },
 ];

@@ -1,0 +1,170 @@
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { createReadStream, createWriteStream, readFileSync, statSync } from 'node:fs';
+import { availableParallelism } from 'node:os';
+import { join } from 'node:path';
+import { performance } from 'node:perf_hooks';
+import { Readable } from 'node:stream';
+import { finished } from 'node:stream/promises';
+import { createStorage } from '../../adapters/storage/index.js';
+import { configureProcessLogging } from '../../shared/kernel.js';
+import { apiTestConfig, createTestUser, loginTokens, startTestApi, type TestApi } from '../../test/helpers/api.js';
+import { uniqueQueuePrefix } from '../../test/helpers/config.js';
+import { createTestDatabase, type TestDatabase } from '../../test/helpers/db.js';
+import { httpRequest, json, multipartFrame, waitForStored } from '../../test/helpers/files.js';
+import { childEnv, makeTempDir, REPO_ROOT } from '../../test/helpers/process.js';
+import { round1 } from './stats.js';
+
+/**
+ * Files benchmark, against the S3-compatible server of the tests (Swift with s3api; started when
+ * BOTSERVER_TEST_S3_ENDPOINT is unset): the same N MiB file (default 1024) uploaded
+ *   - plain: the storage adapter's multipart upload of the plaintext file (the bare engine: lib-storage → S3), and
+ *   - encrypted: the `files` worker's job (staging → decrypt → fresh data key, 64 KiB AES-256-GCM records →
+ *     the same multipart upload), timed from the job's start to `stored`, the worker in its own process so its peak
+ *     RSS (VmHWM) is its own; the API's streaming of the upload into staging is reported beside it.
+ * Prints both throughputs and their ratio (goal ≥ 0.8) and the worker's peak RSS (goal < 150 MB).
+ */
+
+const DEFAULT_MIB = 1024;
+const MIB = 1024 * 1024;
+const FIXTURE = join(REPO_ROOT, 'test', 'fixtures', 'files-worker.ts');
+
+function s3Endpoint(): string {
+  const configured = process.env.BOTSERVER_TEST_S3_ENDPOINT;
+  if (configured !== undefined && configured !== '') return configured;
+  const started = spawnSync('bash', [join(REPO_ROOT, 'scripts', 'services.sh'), '--s3'], { stdio: ['ignore', 'inherit', 'inherit'] });
+  if (started.status !== 0) throw new Error('the S3-compatible test server could not be started (scripts/services.sh --s3)');
+  return `http://127.0.0.1:${process.env.BOTSERVER_TEST_S3_PORT ?? '9010'}`;
+}
+
+async function writeTextFile(path: string, mebibytes: number): Promise<void> {
+  const out = createWriteStream(path);
+  const block = Buffer.from(randomBytes(MIB).toString('base64').slice(0, MIB));
+  for (let index = 0; index < mebibytes; index += 1) {
+    if (!out.write(block)) await new Promise<void>((resolve) => out.once('drain', () => resolve()));
+  }
+  out.end();
+  await finished(out);
+}
+
+function peakRssMb(pid: number): number {
+  const status = readFileSync(`/proc/${pid}/status`, 'utf8');
+  const match = /VmHWM:\s+(\d+) kB/.exec(status);
+  return match === null ? Number.NaN : round1(Number(match[1]) / 1024);
+}
+
+async function uploadThroughApi(api: TestApi, token: string, path: string): Promise<string> {
+  const frame = multipartFrame('bench.txt');
+  const size = statSync(path).size;
+  async function* body(): AsyncGenerator<Buffer> {
+    yield frame.head;
+    for await (const chunk of createReadStream(path, { highWaterMark: MIB }) as AsyncIterable<Buffer>) yield chunk;
+    yield frame.tail;
+  }
+  const answer = await httpRequest(`${api.url}/api/files`, {
+    method: 'POST',
+    headers: { authorization: `Bearer ${token}`, 'content-type': `multipart/form-data; boundary=${frame.boundary}`, 'content-length': String(frame.head.length + size + frame.tail.length) },
+    body: Readable.from(body()),
+    timeoutMs: 600_000,
+  });
+  if (answer.status !== 202) throw new Error(`upload answered ${answer.status}: ${answer.body.toString()}`);
+  return String(json(answer).id);
+}
+
+export async function run(args: string[]): Promise<number> {
+  const [flag, value] = args;
+  const mebibytes = flag === '--mib' && value !== undefined && /^\d+$/.test(value) ? Number(value) : flag === undefined ? DEFAULT_MIB : NaN;
+  if (!Number.isInteger(mebibytes) || mebibytes < 1 || mebibytes > 8192) {
+    process.stderr.write(`usage: npm run bench -- files [--mib N (default ${DEFAULT_MIB})]\n`);
+    return 2;
+  }
+  const endpoint = s3Endpoint();
+  const bucket = `botserver-bench-${randomBytes(4).toString('hex')}`;
+  const s3Env = { S3_ENDPOINT: endpoint, S3_BUCKET: bucket, S3_REGION: 'us-east-1', AWS_ACCESS_KEY_ID: 'test:tester', AWS_SECRET_ACCESS_KEY: 'testing' };
+  const dir = makeTempDir('botserver-bench-files-');
+  const path = join(dir, 'plain.txt');
+  let database: TestDatabase | undefined;
+  let api: TestApi | undefined;
+  let worker: ChildProcess | undefined;
+  try {
+    await writeTextFile(path, mebibytes);
+    database = await createTestDatabase();
+    const prefix = uniqueQueuePrefix();
+    const config = apiTestConfig(database.url, { ...s3Env, LOG_LEVEL: process.env.LOG_LEVEL ?? 'warn', BOTSERVER_MAX_UPLOAD_SIZE: String((mebibytes + 1) * MIB) });
+    configureProcessLogging(config, 'botserver-bench');
+    const storage = createStorage(config);
+    await storage.ensureReady();
+
+    // The bare engine: the plaintext file, multipart-uploaded by the same adapter (SSE, part size, queue size).
+    const plainStarted = performance.now();
+    await storage.put('bench/plain', createReadStream(path, { highWaterMark: MIB }));
+    const plainSeconds = (performance.now() - plainStarted) / 1000;
+    await storage.delete('bench/plain');
+
+    api = await startTestApi(config, prefix);
+    const user = await createTestUser(config, { role: 'user' });
+    const token = (await loginTokens(api, user)).accessToken;
+    const uploadStarted = performance.now();
+    const fileId = await uploadThroughApi(api, token, path);
+    const stagingSeconds = (performance.now() - uploadStarted) / 1000;
+
+    worker = spawn(process.execPath, ['--import', 'tsx', FIXTURE], {
+      cwd: REPO_ROOT,
+      stdio: ['ignore', 'ignore', 'inherit'],
+      env: childEnv({
+        ...s3Env,
+        DATABASE_URL: config.databaseUrl,
+        REDIS_URL: config.redisUrl,
+        BOTSERVER_DATA_DIR: config.dataDir,
+        BOTSERVER_JWT_SECRET: config.secrets.jwtSecret,
+        BOTSERVER_ENCRYPTION_KEY: config.secrets.encryptionKey,
+        DATABASE_ENCRYPTION_KEY: config.secrets.databaseEncryptionKey,
+        LOG_LEVEL: 'error',
+        TEST_QUEUE_PREFIX: prefix,
+      }),
+    });
+    const queue = api.kernel.queues.queue('file-encrypt');
+    let jobStarted = performance.now();
+    while ((await queue.getActiveCount()) === 0 && (await queue.getCompletedCount()) === 0) {
+      await new Promise((resolve) => setTimeout(resolve, 5));
+      jobStarted = performance.now();
+    }
+    const info = await waitForStored(api.url, token, fileId, 1_800_000);
+    const encryptedSeconds = (performance.now() - jobStarted) / 1000;
+    const workerPeakMb = worker.pid === undefined ? Number.NaN : peakRssMb(worker.pid);
+    if (info.status !== 'stored') throw new Error(`the file ended ${String(info.status)}`);
+
+    const plainMbps = round1(mebibytes / plainSeconds);
+    const encryptedMbps = round1(mebibytes / encryptedSeconds);
+    const result = {
+      bench: 'files',
+      node: process.version,
+      cpus: availableParallelism(),
+      mebibytes,
+      plainUploadMiBps: plainMbps,
+      encryptedUploadMiBps: encryptedMbps,
+      ratio: Math.round((encryptedMbps / plainMbps) * 100) / 100,
+      apiStagingMiBps: round1(mebibytes / stagingSeconds),
+      workerPeakRssMb: workerPeakMb,
+    };
+    process.stdout.write(
+      [
+        `files benchmark  node ${process.version}, ${availableParallelism()} CPU(s); OpenStack Swift (s3api) at ${endpoint} on this machine; ${mebibytes} MiB`,
+        `plain multipart upload (bare lib-storage)   ${plainMbps} MiB/s   (${round1(plainSeconds)} s)`,
+        `encrypted, files worker (staging → S3)     ${encryptedMbps} MiB/s   (${round1(encryptedSeconds)} s)   ratio ${result.ratio} (goal ≥ 0.8)`,
+        `API streaming the upload into staging      ${result.apiStagingMiBps} MiB/s`,
+        `files worker peak RSS                      ${workerPeakMb} MB (goal < 150 MB)`,
+        JSON.stringify(result),
+        '',
+      ].join('\n'),
+    );
+    return 0;
+  } finally {
+    worker?.kill('SIGTERM');
+    if (api !== undefined) {
+      await api.kernel.queues.queue('file-encrypt').obliterate({ force: true }).catch(() => undefined);
+      await api.stop();
+    }
+    await database?.destroy();
+  }
+}

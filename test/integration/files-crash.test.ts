@@ -1,0 +1,115 @@
+import { spawn, type ChildProcess } from 'node:child_process';
+import { createHash, randomBytes } from 'node:crypto';
+import { readdirSync } from 'node:fs';
+import { join } from 'node:path';
+import { expect } from 'chai';
+import type { Config } from '../../shared/config/index.js';
+import { apiTestConfig, createTestUser, loginTokens, startTestApi, type TestApi } from '../helpers/api.js';
+import { uniqueQueuePrefix } from '../helpers/config.js';
+import { createTestDatabase, type TestDatabase } from '../helpers/db.js';
+import { fileInfo, httpRequest, json, uploadStream, waitForStored } from '../helpers/files.js';
+import { childEnv, REPO_ROOT, waitFor } from '../helpers/process.js';
+import { requireS3 } from '../helpers/s3.js';
+
+const FIXTURE = join(REPO_ROOT, 'test', 'fixtures', 'files-worker.ts');
+const MIB = 1024 * 1024;
+const FILE_MIB = 200;
+
+/** Every file below `dir` (staging files, a storage folder's temporary files). */
+function filesBelow(dir: string): string[] {
+  try {
+    return readdirSync(dir, { recursive: true, withFileTypes: true }).filter((entry) => entry.isFile()).map((entry) => join(entry.parentPath, entry.name));
+  } catch {
+    return [];
+  }
+}
+
+for (const backend of ['local', 's3'] as const) {
+  describe(`files on ${backend} storage: a worker killed in the middle of a ${FILE_MIB} MB file`, function () {
+    this.timeout(240_000);
+    let database: TestDatabase;
+    let config: Config;
+    let prefix: string;
+    let api: TestApi;
+    let s3Env: Record<string, string> = {};
+    const children = new Set<ChildProcess>();
+
+    before(async function () {
+      s3Env = backend === 's3' ? requireS3(this, 'crash').env() : {};
+      database = await createTestDatabase();
+      prefix = uniqueQueuePrefix();
+      config = apiTestConfig(database.url, { ...s3Env, BOTSERVER_MAX_UPLOAD_SIZE: String(256 * MIB), BOTSERVER_JOB_LOCK_MS: '2000' });
+      api = await startTestApi(config, prefix);
+    });
+    after(async () => {
+      for (const child of children) child.kill('SIGKILL');
+      await api?.kernel.queues.queue('file-encrypt').obliterate({ force: true });
+      await api?.stop();
+      await database?.destroy();
+    });
+
+    function startWorker(): ChildProcess {
+      const child = spawn(process.execPath, ['--import', 'tsx', FIXTURE], {
+        cwd: REPO_ROOT,
+        stdio: ['ignore', 'ignore', 'inherit'],
+        env: childEnv({
+          ...s3Env,
+          DATABASE_URL: config.databaseUrl,
+          REDIS_URL: config.redisUrl,
+          BOTSERVER_DATA_DIR: config.dataDir,
+          BOTSERVER_JWT_SECRET: config.secrets.jwtSecret,
+          BOTSERVER_ENCRYPTION_KEY: config.secrets.encryptionKey,
+          DATABASE_ENCRYPTION_KEY: config.secrets.databaseEncryptionKey,
+          BOTSERVER_JOB_LOCK_MS: '2000',
+          LOG_LEVEL: 'error',
+          TEST_QUEUE_PREFIX: prefix,
+        }),
+      });
+      children.add(child);
+      child.once('exit', () => children.delete(child));
+      return child;
+    }
+
+    it('ends stored after a restart, byte-identical, with no temp file left', async () => {
+      const user = await createTestUser(config, { role: 'user' });
+      const token = (await loginTokens(api, user)).accessToken;
+      const block = Buffer.from(randomBytes(MIB).toString('base64').slice(0, MIB));
+      const expected = createHash('sha256');
+      function* content(): Generator<Buffer> {
+        for (let index = 0; index < FILE_MIB; index += 1) {
+          const piece = Buffer.concat([Buffer.from(`${index}\n`), block.subarray(0, MIB - 8)]);
+          expected.update(piece);
+          yield piece;
+        }
+      }
+      const upload = await uploadStream(api.url, token, 'large.txt', content());
+      expect(upload.status, upload.body.toString()).to.equal(202);
+      const id = String(json(upload).id);
+      const sha256 = expected.digest('hex');
+
+      const first = startWorker();
+      const queue = api.kernel.queues.queue('file-encrypt');
+      await waitFor(async () => (await queue.getActiveCount()) > 0, 30_000, 20);
+      await new Promise((resolve) => setTimeout(resolve, 400));
+      first.kill('SIGKILL');
+      await new Promise((resolve) => first.once('exit', resolve));
+      expect(json(await fileInfo(api.url, token, id)).status, 'killed before it finished').to.equal('pending');
+
+      startWorker();
+      const info = await waitForStored(api.url, token, id, 180_000);
+      expect(info.status).to.equal('stored');
+      expect(info.sha256).to.equal(sha256);
+      expect(info.size).to.equal(FILE_MIB * MIB - FILE_MIB * 8 + [...Array(FILE_MIB).keys()].reduce((sum, index) => sum + `${index}\n`.length, 0));
+
+      const downloaded = createHash('sha256');
+      const answer = await httpRequest(`${api.url}/api/files/${id}/content`, { headers: { authorization: `Bearer ${token}` } });
+      expect(answer.status).to.equal(200);
+      downloaded.update(answer.body);
+      expect(downloaded.digest('hex')).to.equal(sha256);
+
+      await waitFor(() => filesBelow(join(config.dataDir, 'staging')).length === 0, 10_000);
+      const leftovers = filesBelow(join(config.dataDir, 'files')).filter((path) => !path.endsWith(id));
+      expect(leftovers, 'temporary files in the storage folder').to.deep.equal([]);
+    });
+  });
+}
