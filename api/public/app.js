@@ -5,12 +5,18 @@
 //   cookie set by the server; the Socket.IO handshake token (GET /auth/socket-token, or a guest token) lives in a
 //   variable only and a fresh one is fetched before every (re)connect.
 // - Every text from the server or the user is rendered with textContent, never as HTML.
-// - State-changing requests carry the CSRF token from the readable botserver_csrf cookie.
+// - State-changing requests carry the CSRF token from the readable botserver_csrf cookie (file uploads too).
+// - Files are shown only through GET /api/files/:id/content (same origin, the session cookie): file names are text.
 
 const CSRF_COOKIE = 'botserver_csrf';
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 const SEND_TIMEOUT_MS = 10_000;
 const RETRY_DELAY_MS = 3_000;
+/** Most files one message may carry (the server's limit). */
+const MAX_ATTACHMENTS = 10;
+/** A thumbnail whose file is still being stored (409) is tried again this often, waiting 0.5 s, 1 s, 2 s, … */
+const THUMBNAIL_RETRIES = 6;
+const THUMBNAIL_BACKOFF_MS = 500;
 
 const $ = (id) => {
   const element = document.getElementById(id);
@@ -55,6 +61,10 @@ const ui = {
   composeForm: $('compose-form'),
   composeInput: $('compose-input'),
   send: $('send-button'),
+  attach: $('attach-button'),
+  attachInput: $('attach-input'),
+  attachList: $('attachment-list'),
+  attachError: $('attach-error'),
 };
 
 /** Everything the page knows; nothing of it is persisted. */
@@ -73,8 +83,10 @@ const state = {
   shown: new Map(),
   streaming: new Set(),
   retryTimer: null,
-  /** a message whose send was not confirmed: retrying the same text reuses its clientMessageId */
+  /** a message whose send was not confirmed: retrying the same text and files reuses its clientMessageId */
   pendingSend: null,
+  /** files chosen for the next message: { file, name, size, type, status: 'uploading' | 'ready', id, xhr, chip } */
+  attachments: [],
 };
 
 // ---------------------------------------------------------------------------------------------------------------
@@ -229,7 +241,7 @@ async function afterSignIn() {
   state.mode = 'user';
   state.me = me.data;
   showAccount();
-  await showBots();
+  await showHome();
 }
 
 async function onLoginSubmit(event) {
@@ -323,11 +335,35 @@ async function onLogout() {
   await api('POST', '/auth/logout');
   ui.logout.disabled = false;
   showNotice('');
+  history.replaceState(null, '', location.pathname);
   showLogin('You have signed out.');
 }
 
 // ---------------------------------------------------------------------------------------------------------------
 // Bots
+
+/** The conversation named in the address (`?conversation=<id>`): a signed-in user's reload or a shared link. */
+function conversationFromUrl() {
+  const id = new URLSearchParams(location.search).get('conversation');
+  return id !== null && UUID.test(id) ? id : null;
+}
+
+/** Keeps a signed-in user's open conversation in the address, so a reload (or the link) opens it again. */
+function rememberConversation(conversationId) {
+  if (state.mode !== 'user') return;
+  const search = conversationId === null ? '' : `?conversation=${encodeURIComponent(conversationId)}`;
+  if (location.search !== search) history.replaceState(null, '', `${location.pathname}${search}`);
+}
+
+/** A signed-in user's first view: the conversation in the address, else the bot list (opening `openBotId`). */
+async function showHome(openBotId = null) {
+  const conversationId = openBotId === null ? conversationFromUrl() : null;
+  if (conversationId !== null) {
+    await openConversation('Conversation', conversationId);
+    return;
+  }
+  await showBots(openBotId);
+}
 
 async function showBots(openBotId = null) {
   leaveConversation();
@@ -361,6 +397,7 @@ async function showBots(openBotId = null) {
     await openBot(wanted);
     return;
   }
+  rememberConversation(null);
   showView('bots');
 }
 
@@ -402,8 +439,11 @@ async function openConversation(title, conversationId) {
   state.conversationId = conversationId;
   ui.chatTitle.textContent = title;
   ui.back.hidden = state.mode !== 'user';
+  // Only signed-in users upload files; a guest token cannot.
+  ui.attach.hidden = state.mode !== 'user';
   ui.messages.replaceChildren();
   ui.composeInput.value = '';
+  rememberConversation(conversationId);
   setStatus('connecting');
   showView('chat', ui.composeInput);
 
@@ -432,6 +472,10 @@ function leaveConversation() {
   state.shown.clear();
   state.streaming.clear();
   state.pendingSend = null;
+  for (const entry of state.attachments) discardAttachment(entry);
+  state.attachments = [];
+  showAttachments();
+  ui.attachError.textContent = '';
   ui.messages.removeAttribute('aria-busy');
   updateComposer();
 }
@@ -607,7 +651,7 @@ function scrollToEnd() {
 }
 
 /** Shows a stored message once (by messageId); a streamed draft with the same id gets its final text. */
-function showMessage({ messageId, role, text, createdAt }) {
+function showMessage({ messageId, role, text, createdAt, attachments }) {
   if (typeof messageId !== 'string') return;
   let item = state.shown.get(messageId);
   if (item === undefined) {
@@ -616,13 +660,119 @@ function showMessage({ messageId, role, text, createdAt }) {
     ui.messages.append(item);
     state.shown.set(messageId, item);
   }
-  item.querySelector('.message-text').textContent = String(text ?? '');
+  const textElement = item.querySelector('.message-text');
+  textElement.textContent = String(text ?? '');
+  const files = Array.isArray(attachments) ? attachments.filter((attachment) => typeof attachment?.id === 'string' && UUID.test(attachment.id)) : [];
+  if (files.length > 0 && item.querySelector('.message-files') === null) item.append(attachmentList(files));
+  // A message of files alone has no text line.
+  textElement.hidden = textElement.textContent === '' && item.querySelector('.message-files') !== null;
   if (typeof createdAt === 'string') item.dataset.createdAt = createdAt;
   item.classList.remove('streaming');
   item.removeAttribute('aria-hidden');
   if (state.streaming.delete(messageId) && state.streaming.size === 0) ui.messages.removeAttribute('aria-busy');
   state.lastSeenId = messageId;
   scrollToEnd();
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// Attached files: a download link each (name and size), and a thumbnail for images
+
+function formatSize(bytes) {
+  const size = Number(bytes);
+  if (!Number.isFinite(size) || size < 0) return '';
+  if (size < 1024) return `${size} B`;
+  const units = ['KB', 'MB', 'GB', 'TB'];
+  let value = size / 1024;
+  let unit = 0;
+  while (value >= 1024 && unit < units.length - 1) {
+    value /= 1024;
+    unit += 1;
+  }
+  return `${value >= 100 ? Math.round(value) : value.toFixed(1)} ${units[unit]}`;
+}
+
+function fileContentUrl(fileId) {
+  return `/api/files/${encodeURIComponent(fileId)}/content`;
+}
+
+function attachmentList(attachments) {
+  const list = document.createElement('ul');
+  list.className = 'message-files';
+  list.setAttribute('aria-label', attachments.length === 1 ? 'Attached file' : 'Attached files');
+  list.append(...attachments.map(attachmentItem));
+  return list;
+}
+
+function attachmentItem(attachment) {
+  const name = String(attachment.name ?? 'file');
+  const type = String(attachment.type ?? '');
+  const item = document.createElement('li');
+  item.className = 'message-file';
+  item.dataset.fileId = attachment.id;
+  if (type.startsWith('image/')) {
+    const image = document.createElement('img');
+    image.className = 'file-thumbnail';
+    image.alt = name;
+    image.decoding = 'async';
+    item.append(image);
+    loadThumbnail(image, attachment.id);
+  }
+  const link = document.createElement('a');
+  link.className = 'file-link';
+  link.href = fileContentUrl(attachment.id);
+  link.download = name; // the server sends Content-Disposition: attachment anyway
+  const label = document.createElement('span');
+  label.className = 'file-name';
+  label.textContent = name;
+  const size = document.createElement('span');
+  size.className = 'file-size';
+  size.textContent = formatSize(attachment.size);
+  link.append(label, ' ', size);
+  item.append(link);
+  return item;
+}
+
+const wait = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
+
+/**
+ * Loads an image attachment's thumbnail. A file sent at once may still be pending in the files worker (409): then its
+ * status is polled with back-off and the image asked for again once it is stored.
+ */
+function loadThumbnail(image, fileId) {
+  let attempt = 0;
+  let retrying = false;
+  image.addEventListener('error', () => {
+    if (retrying) return;
+    retrying = true;
+    void (async () => {
+      while (attempt < THUMBNAIL_RETRIES) {
+        await wait(THUMBNAIL_BACKOFF_MS * 2 ** attempt);
+        attempt += 1;
+        if (!image.isConnected) return;
+        const info = await api('GET', `/api/files/${encodeURIComponent(fileId)}`);
+        if (!image.isConnected) return;
+        const status = info.status === 200 ? info.data?.status : undefined;
+        if (status === 'stored') {
+          retrying = false;
+          image.src = fileContentUrl(fileId);
+          return;
+        }
+        if (status !== 'pending') {
+          thumbnailUnavailable(image, status === 'failed' ? 'This file could not be stored.' : 'No preview available.');
+          return;
+        }
+      }
+      thumbnailUnavailable(image, 'No preview yet: the file is still being stored.');
+    })();
+  });
+  image.src = fileContentUrl(fileId);
+}
+
+function thumbnailUnavailable(image, text) {
+  const note = document.createElement('span');
+  note.className = 'file-note';
+  note.textContent = text;
+  image.replaceWith(note);
 }
 
 /** A streamed delta of a bot message: built live, announced once complete (aria-busy while streaming). */
@@ -657,12 +807,162 @@ function showErrorLine(text) {
   scrollToEnd();
 }
 
+// ---------------------------------------------------------------------------------------------------------------
+// Files for the next message: uploaded at once (XMLHttpRequest, for its progress events), shown as removable chips
+// above the input, sent with the next message
+
+function onAttachChosen() {
+  const files = [...(ui.attachInput.files ?? [])];
+  ui.attachInput.value = ''; // so the same file can be chosen again
+  if (files.length === 0) return;
+  ui.attachError.textContent = '';
+  const room = Math.max(MAX_ATTACHMENTS - state.attachments.length, 0);
+  if (files.length > room) ui.attachError.textContent = `A message may carry at most ${MAX_ATTACHMENTS} files.`;
+  for (const file of files.slice(0, room)) startUpload(file);
+  showAttachments();
+}
+
+function showAttachments() {
+  ui.attachList.replaceChildren(...state.attachments.map((entry) => entry.chip));
+  ui.attachList.hidden = state.attachments.length === 0;
+}
+
+function attachmentChip(entry) {
+  const chip = document.createElement('li');
+  chip.className = 'pending-file';
+  chip.dataset.status = 'uploading';
+  const name = document.createElement('span');
+  name.className = 'pending-file-name';
+  name.textContent = entry.name;
+  name.title = entry.name;
+  const size = document.createElement('span');
+  size.className = 'pending-file-size';
+  size.textContent = formatSize(entry.size);
+  const progress = document.createElement('progress');
+  progress.max = 1;
+  progress.value = 0;
+  progress.setAttribute('aria-label', `Uploading ${entry.name}`);
+  const status = document.createElement('span');
+  status.className = 'pending-file-status';
+  status.textContent = 'Uploading…';
+  const remove = document.createElement('button');
+  remove.type = 'button';
+  remove.className = 'pending-file-remove';
+  remove.textContent = '×';
+  remove.title = 'Remove';
+  remove.setAttribute('aria-label', `Remove ${entry.name}`);
+  remove.addEventListener('click', () => onRemoveAttachment(entry));
+  chip.append(name, size, progress, status, remove);
+  entry.progress = progress;
+  entry.statusText = status;
+  return chip;
+}
+
+function startUpload(file) {
+  const entry = { file, name: file.name === '' ? 'file' : file.name, size: file.size, type: file.type, status: 'uploading', id: null, xhr: null, sending: false };
+  entry.chip = attachmentChip(entry);
+  state.attachments.push(entry);
+
+  const xhr = new XMLHttpRequest();
+  entry.xhr = xhr;
+  xhr.open('POST', '/api/files');
+  // The cookie session, like every other state-changing request of the page: the CSRF header goes with it.
+  xhr.setRequestHeader('accept', 'application/json');
+  const csrf = readCookie(CSRF_COOKIE);
+  if (csrf !== null) xhr.setRequestHeader('x-csrf-token', csrf);
+  xhr.upload.addEventListener('progress', (event) => {
+    if (!event.lengthComputable || event.total <= 0) return;
+    const fraction = Math.min(event.loaded / event.total, 1);
+    entry.progress.value = fraction;
+    entry.statusText.textContent = `${Math.floor(fraction * 100)} %`;
+  });
+  xhr.addEventListener('load', () => finishUpload(entry, xhrResult(xhr)));
+  xhr.addEventListener('error', () => finishUpload(entry, { status: 0, data: null, headers: new Headers(), error: 'network_error' }));
+  const body = new FormData();
+  body.append('file', file, entry.name);
+  xhr.send(body);
+}
+
+/** The same shape as api()'s answer. */
+function xhrResult(xhr) {
+  let data;
+  try {
+    data = xhr.responseText === '' ? null : JSON.parse(xhr.responseText);
+  } catch {
+    data = null;
+  }
+  const headers = new Headers();
+  const retryAfter = xhr.getResponseHeader('retry-after');
+  if (retryAfter !== null) headers.set('retry-after', retryAfter);
+  const ok = xhr.status >= 200 && xhr.status < 300;
+  const error = ok ? undefined : typeof data?.error === 'string' ? data.error : `http_${xhr.status}`;
+  return { status: xhr.status, data, headers, error };
+}
+
+function finishUpload(entry, result) {
+  entry.xhr = null;
+  if (!state.attachments.includes(entry)) return; // removed meanwhile
+  if (result.status === 202 && typeof result.data?.id === 'string' && UUID.test(result.data.id)) {
+    // Still being encrypted into storage ("pending"): it may be sent already; its thumbnail waits for it.
+    entry.id = result.data.id;
+    entry.status = 'ready';
+    entry.chip.dataset.status = 'ready';
+    entry.progress.hidden = true;
+    entry.statusText.textContent = 'Ready to send';
+    return;
+  }
+  state.attachments = state.attachments.filter((other) => other !== entry);
+  showAttachments();
+  if (handleSessionFailure(result)) return;
+  ui.attachError.textContent = describeUploadError(result, entry.name);
+}
+
+function describeUploadError(result, name) {
+  switch (result.error) {
+    case 'payload_too_large': {
+      const limit = /at most (\d+) bytes/.exec(String(result.data?.message ?? ''));
+      return `“${name}” is too large to send${limit === null ? '' : `: a file may have at most ${formatSize(limit[1])}`}.`;
+    }
+    case 'unsupported_file_type':
+      return `“${name}” was not sent: files of this type are not accepted.`;
+    case 'network_error':
+      return `“${name}” could not be uploaded: the connection was interrupted. The file may be too large, or the server cannot be reached.`;
+    case 'forbidden':
+      return 'You may not send files.';
+    default:
+      return `“${name}” could not be uploaded. ${describeError(result)}`;
+  }
+}
+
+function onRemoveAttachment(entry) {
+  if (entry.sending) return;
+  state.attachments = state.attachments.filter((other) => other !== entry);
+  discardAttachment(entry);
+  showAttachments();
+  ui.attachError.textContent = '';
+  ui.composeInput.focus();
+}
+
+/** Stops an upload, or deletes an uploaded file that was never sent: nothing else refers to it. */
+function discardAttachment(entry) {
+  if (entry.xhr !== null) {
+    entry.xhr.abort();
+    entry.xhr = null;
+  }
+  if (entry.id !== null) void api('DELETE', `/api/files/${encodeURIComponent(entry.id)}`);
+}
+
 function onComposeSubmit(event) {
   event.preventDefault();
   const text = ui.composeInput.value.trim();
   const socket = state.socket;
   const conversationId = state.conversationId;
-  if (text === '') {
+  if (state.attachments.some((entry) => entry.status === 'uploading')) {
+    ui.attachError.textContent = 'Wait until the files have finished uploading, then press Send.';
+    return;
+  }
+  const files = state.attachments.filter((entry) => entry.status === 'ready');
+  if (text === '' && files.length === 0) {
     ui.composeInput.focus();
     return;
   }
@@ -670,23 +970,35 @@ function onComposeSubmit(event) {
     showErrorLine('Not connected. Your message was not sent; try again when the status says Connected.');
     return;
   }
-  // The same text retried after an unconfirmed send keeps its id, so the server never processes it twice.
-  const clientMessageId = state.pendingSend?.text === text ? state.pendingSend.clientMessageId : crypto.randomUUID();
-  state.pendingSend = { text, clientMessageId };
+  const attachmentIds = files.map((entry) => entry.id);
+  // The same text and files retried after an unconfirmed send keep their id, so the server never processes them twice.
+  const key = JSON.stringify([text, attachmentIds]);
+  const clientMessageId = state.pendingSend?.key === key ? state.pendingSend.clientMessageId : crypto.randomUUID();
+  state.pendingSend = { key, clientMessageId };
+  const payload = { conversationId, text, clientMessageId };
+  if (attachmentIds.length > 0) payload.attachments = attachmentIds;
+  for (const entry of files) entry.sending = true;
   ui.send.disabled = true;
-  socket.timeout(SEND_TIMEOUT_MS).emit('message:send', { conversationId, text, clientMessageId }, (error, response) => {
+  socket.timeout(SEND_TIMEOUT_MS).emit('message:send', payload, (error, response) => {
     if (state.socket !== socket) return;
     updateComposer();
+    for (const entry of files) entry.sending = false;
     if (error || response?.ok !== true) {
       const code = error ? 'timeout' : String(response?.error ?? 'error');
-      showErrorLine(code === 'message_too_large' ? describeError({ error: code }) : `Your message could not be sent (${code}). Press Send to try again.`);
+      if (code === 'message_too_large') showErrorLine(describeError({ error: code }));
+      else if (code === 'not_found') showErrorLine('Your message could not be sent: this conversation, or an attached file, is not available to you.');
+      else showErrorLine(`Your message could not be sent (${code}). Press Send to try again.`);
       return;
     }
     state.pendingSend = null;
     if (ui.composeInput.value.trim() === text) ui.composeInput.value = '';
+    state.attachments = state.attachments.filter((entry) => !files.includes(entry));
+    showAttachments();
+    ui.attachError.textContent = '';
     // Usually message:new has shown it already; if not, show it now (once, by messageId).
     if (typeof response.messageId === 'string' && !state.shown.has(response.messageId)) {
-      showMessage({ messageId: response.messageId, role: 'user', text });
+      const attachments = files.map((entry) => ({ id: entry.id, name: entry.name, size: entry.size, type: entry.type }));
+      showMessage({ messageId: response.messageId, role: 'user', text, attachments });
     }
     ui.composeInput.focus();
   });
@@ -709,6 +1021,8 @@ async function start() {
   ui.back.addEventListener('click', () => void showBots());
   ui.composeForm.addEventListener('submit', onComposeSubmit);
   ui.composeInput.addEventListener('keydown', onComposeKeydown);
+  ui.attach.addEventListener('click', () => ui.attachInput.click());
+  ui.attachInput.addEventListener('change', onAttachChosen);
 
   const wantedBot = new URLSearchParams(location.search).get('bot');
   const me = await api('GET', '/api/me');
@@ -716,7 +1030,7 @@ async function start() {
     state.mode = 'user';
     state.me = me.data;
     showAccount();
-    await showBots(wantedBot);
+    await showHome(wantedBot);
     return;
   }
   if (me.error === 'password_change_required') {
