@@ -8,8 +8,10 @@ import { sendReply, SmtpPools } from '../adapters/smtp/index.js';
 import { findMessage, insertMessage } from '../shared/chat/index.js';
 import { blindIndex, normaliseEmail, openString, sealString } from '../shared/crypto/index.js';
 import { withTenant } from '../shared/db/index.js';
+import { recordAttachments, selectAttachments, skippedCount, stageAttachments, type StagedAttachment } from '../shared/email/attachments.js';
 import { emailMessageIdIndex, openEmailChannel, type EmailChannel } from '../shared/email/channel.js';
 import { extractMeta, inputText, isSafeAddress, normaliseSubject, replySubject, skipReason, type InboundMeta, type SkipReason } from '../shared/email/message.js';
+import { FileStaging } from '../shared/files/index.js';
 import type { Kernel } from '../shared/kernel.js';
 import { log } from '../shared/log/index.js';
 import type { JobData } from '../shared/queue/index.js';
@@ -83,7 +85,7 @@ async function findThread(trx: Knex.Transaction, kernel: Kernel, botId: string, 
   return bySubject?.id;
 }
 
-type Outcome = { kind: 'stored'; messageId: string; conversationId: string } | { kind: 'duplicate'; messageId: string; conversationId: string; answered: boolean } | { kind: 'skipped' };
+type Outcome = { kind: 'stored'; messageId: string; conversationId: string; fileIds: string[] } | { kind: 'duplicate'; messageId: string; conversationId: string; answered: boolean } | { kind: 'skipped' };
 
 /**
  * One IMAP mailbox, watched by this process while it holds the mailbox's lease: IDLE (imapflow) for news, a
@@ -95,6 +97,7 @@ class MailboxWatcher {
   private client: ImapFlow | undefined;
   private syncing: Promise<void> = Promise.resolve();
   private wake: (() => void) | undefined;
+  private readonly staging: FileStaging;
   readonly done: Promise<void>;
 
   constructor(
@@ -104,6 +107,7 @@ class MailboxWatcher {
     private readonly options: EmailWorkerOptions,
     private readonly keyPrefix: string,
   ) {
+    this.staging = new FileStaging(kernel.config.dataDir);
     this.done = this.run();
   }
 
@@ -184,6 +188,22 @@ class MailboxWatcher {
     for (const row of open) {
       await this.kernel.queues.enqueue('bot-reply', 'reply', { tenantId: this.tenantId, conversationId: row.conversation_id, messageId: row.id }, { jobId: row.id });
     }
+    // Attachments stored with their mail whose file-encrypt job was never added (same job id: never twice).
+    const pending = await withTenant(this.kernel.db, this.tenantId, (trx) =>
+      trx('message_attachments as a')
+        .join('files as f', 'f.id', 'a.file_id')
+        .join('messages as m', 'm.id', 'a.message_id')
+        .join('conversations as c', 'c.id', 'm.conversation_id')
+        .where({ 'c.bot_id': this.botId, 'c.channel': 'email', 'f.status': 'pending' })
+        .where('m.created_at', '>', trx.raw("now() - interval '7 days'"))
+        .limit(1000)
+        .pluck<string[]>('a.file_id'),
+    );
+    await this.enqueueFiles(pending);
+  }
+
+  private async enqueueFiles(fileIds: readonly string[]): Promise<void> {
+    for (const fileId of fileIds) await this.kernel.queues.enqueue('file-encrypt', 'encrypt', { tenantId: this.tenantId, fileId }, { jobId: fileId });
   }
 
   /** Fetches and handles every mail above the stored position. Runs one at a time per mailbox. */
@@ -206,6 +226,8 @@ class MailboxWatcher {
       if (this.stopped) return;
       const outcome = await this.handle(channel, uidValidity, uid, source);
       if (outcome.kind === 'stored') crashPoint('inbound-after-store');
+      // A crash before this leaves pending files: reconcile() (and the files worker's sweep) enqueue them.
+      if (outcome.kind === 'stored') await this.enqueueFiles(outcome.fileIds);
       if (outcome.kind === 'stored' || (outcome.kind === 'duplicate' && !outcome.answered)) {
         await this.kernel.queues.enqueue('bot-reply', 'reply', { tenantId: this.tenantId, conversationId: outcome.conversationId, messageId: outcome.messageId }, { jobId: outcome.messageId });
       }
@@ -213,19 +235,26 @@ class MailboxWatcher {
     if (fetched.length > 0) log.debug('mailbox synced', { botId: this.botId, mails: fetched.length, ms: Date.now() - started });
   }
 
-  /** Stores one mail as a user message of its thread (or skips it) and advances the position, in one transaction. */
+  /**
+   * Stores one mail as a user message of its thread (or skips it) and advances the position, in one transaction.
+   * Its accepted attachments are staged inside that transaction, once it is known the mail is new, and recorded
+   * (files + message_attachments) in it: a mail stored once has its files once. When the transaction fails, what
+   * was staged is removed; after a crash the files worker's sweep removes staged files that have no row.
+   */
   private async handle(channel: EmailChannel, uidValidity: number, uid: number, source: Buffer): Promise<Outcome> {
     const mail = await simpleParser(source, { skipImageLinks: true, skipTextToHtml: true, skipTextLinks: true });
     const meta = extractMeta(mail, source);
     const kernel = this.kernel;
     const idIndex = meta === undefined ? undefined : emailMessageIdIndex(kernel.keys.blindIndexKey, this.botId, meta.messageId);
     let reason: SkipReason | null = skipReason(mail, meta, channel.address);
+    const attachments = reason === null ? await selectAttachments(mail, { maxSize: kernel.config.maxUploadSize, allowedTypes: kernel.config.uploadTypes }) : undefined;
+    const staged: StagedAttachment[] = [];
     const advance = (trx: Knex.Transaction): Promise<unknown> =>
       trx('email_mailboxes')
         .insert({ bot_id: this.botId, tenant_id: this.tenantId, uid_validity: uidValidity, last_uid: uid })
         .onConflict('bot_id')
         .merge({ uid_validity: uidValidity, last_uid: uid, updated_at: trx.fn.now() });
-    return withTenant(kernel.db, this.tenantId, async (trx) => {
+    const outcome = await withTenant(kernel.db, this.tenantId, async (trx): Promise<Outcome> => {
       if (reason === null && meta !== undefined && idIndex !== undefined) {
         const existing = await trx('messages').where({ email_message_id_index: idIndex }).first<{ id: string; conversation_id: string; role: string } | undefined>('id', 'conversation_id', 'role');
         if (existing !== undefined) {
@@ -258,9 +287,23 @@ class MailboxWatcher {
       const id = randomUUID();
       await insertMessage(trx, kernel.keys.columnRing, { id, tenantId: this.tenantId, conversationId, role: 'user', text: inputText(mail) });
       await trx('messages').where({ id }).update({ email_message_id_index: idIndex, email_meta_ciphertext: sealString(kernel.keys.columnRing, JSON.stringify(meta), metaAad(id)) });
+      // Staged only now that the mail is known to be new (its Message-ID row is taken), recorded in this transaction.
+      if (attachments !== undefined && attachments.accepted.length > 0) {
+        await stageAttachments(this.staging, kernel.keys.payloadRing, this.tenantId, attachments.accepted, staged);
+        await recordAttachments(trx, kernel.keys.columnRing, this.tenantId, id, staged);
+      }
       await advance(trx);
-      return { kind: 'stored', messageId: id, conversationId };
+      return { kind: 'stored', messageId: id, conversationId, fileIds: staged.map((file) => file.fileId) };
+    }).catch(async (error: unknown) => {
+      // Nothing was stored: the staged files belong to no row. (After a crash, the files worker's sweep removes them.)
+      await Promise.allSettled(staged.map((file) => this.staging.remove(this.tenantId, file.fileId)));
+      throw error;
     });
+    if (outcome.kind === 'stored' && attachments !== undefined && (staged.length > 0 || skippedCount(attachments) > 0)) {
+      // Counts only: nothing of an attachment's name or content is logged.
+      log.info('inbound mail attachments', { botId: this.botId, stored: staged.length, skipped: { ...attachments.skipped } });
+    }
+    return outcome;
   }
 
   /** At most `maxRepliesPerSenderPerHour` answered mails per correspondent and hour (a fixed window in Redis). */

@@ -22,15 +22,39 @@ export interface ErasureResult {
   auditRows: number;
 }
 
+interface DeletedFile {
+  id: string;
+  storage_key: string;
+}
+
 /** Deletes the user's rows in one tenant-scoped transaction; messages go with their conversations (cascade). */
-async function deleteRows(trx: Knex.Transaction, userId: string): Promise<{ conversations: number; files: string[]; knowledge: number }> {
+async function deleteRows(trx: Knex.Transaction, userId: string): Promise<{ conversations: number; files: DeletedFile[]; knowledge: number }> {
   const conversations = await trx('conversations').where({ user_id: userId }).delete();
-  const files = await trx('files').where({ owner_id: userId }).delete().returning<Array<{ storage_key: string }>>('storage_key');
+  const files = await trx('files').where({ owner_id: userId }).delete().returning<DeletedFile[]>(['id', 'storage_key']);
   const knowledge = await trx('knowledge_documents').where({ owner_id: userId }).delete();
   await trx('memberships').where({ user_id: userId }).delete();
   const users = await trx('users').where({ id: userId }).delete();
   if (users !== 1) throw new UnauthorizedError();
-  return { conversations, files: files.map((row) => row.storage_key), knowledge };
+  return { conversations, files, knowledge };
+}
+
+/**
+ * Removes the erased user's file contents: the staged copy (an upload still waiting for the files worker) and the
+ * stored object, every version of it. Runs after the rows are gone, so the only wrapped copy of each data key is
+ * already deleted: an object whose deletion fails cannot be decrypted any more, and is logged (by id, never by
+ * name) for an operator to clean up. A file-encrypt job still running finds no row and deletes what it wrote.
+ */
+async function deleteFileContents(ctx: ApiContext, tenantId: string, files: readonly DeletedFile[]): Promise<number> {
+  let failed = 0;
+  for (const file of files) {
+    const results = await Promise.allSettled([ctx.staging.remove(tenantId, file.id), ctx.storage.delete(file.storage_key)]);
+    for (const result of results) {
+      if (result.status === 'fulfilled') continue;
+      failed += 1;
+      log.error('erasure: file content could not be deleted', { fileId: file.id, error: result.reason instanceof Error ? result.reason.message : String(result.reason) });
+    }
+  }
+  return failed;
 }
 
 /**
@@ -68,8 +92,8 @@ export async function eraseUser(ctx: ApiContext, request: ErasureRequest): Promi
   const subject = pseudonym(kernel.keys.pseudonymKey, user.id);
 
   const deleted = await withTenant(kernel.db, user.tenant_id, (trx) => deleteRows(trx, user.id));
-  // Stored file contents are removed by the file pipeline once it exists; only the rows exist so far.
-  if (deleted.files.length > 0) log.info('erasure: file rows deleted', { files: deleted.files.length });
+  const fileFailures = await deleteFileContents(ctx, user.tenant_id, deleted.files);
+  if (deleted.files.length > 0) log.info('erasure: files deleted', { files: deleted.files.length, failures: fileFailures });
 
   await ctx.sessions.forgetUser(user.id);
   await ctx.loginGuard.reset(user.email_index);

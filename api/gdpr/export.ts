@@ -40,7 +40,8 @@ export interface UserExport {
     createdAt: string;
     messages: Array<{ messageId: string; role: 'user' | 'bot'; text: string; createdAt: string }>;
   }>;
-  files: Array<{ id: string; name: string | null; contentType: string; size: number; status: string; sha256: string | null; createdAt: string; downloadUrl: string }>;
+  /** The caller's own files (uploads): metadata here, the content through `download` (the caller's own file route). */
+  files: Array<{ id: string; name: string | null; size: number; type: string; status: string; createdAt: string; download: string }>;
   knowledge: Array<{ id: string; botId: string; title: string | null; text: string | null; status: string; createdAt: string }>;
   auditEvents: AuditEventView[];
 }
@@ -63,7 +64,6 @@ interface FileRow {
   content_type: string;
   size: string | number;
   status: string;
-  sha256: string | null;
   created_at: Date;
 }
 
@@ -103,7 +103,10 @@ async function tenantData(ctx: ApiContext, trx: Knex.Transaction, userId: string
       messages: messages.map(({ messageId, role, text, createdAt }) => ({ messageId, role, text, createdAt })),
     });
   }
-  const fileRows = await trx('files').where({ owner_id: userId }).orderBy('created_at').select<FileRow[]>('id', 'name_ciphertext', 'content_type', 'size', 'status', 'sha256', 'created_at');
+  const fileRows = await trx('files')
+    .where({ owner_id: userId })
+    .orderBy([{ column: 'created_at' }, { column: 'id' }])
+    .select<FileRow[]>('id', 'name_ciphertext', 'content_type', 'size', 'status', 'created_at');
   const knowledgeRows = await trx('knowledge_documents')
     .where({ owner_id: userId })
     .orderBy('created_at')
@@ -113,12 +116,11 @@ async function tenantData(ctx: ApiContext, trx: Knex.Transaction, userId: string
     files: fileRows.map((row) => ({
       id: row.id,
       name: openOptional(ring, row.name_ciphertext, fileNameAad(row.id), 'files.name'),
-      contentType: row.content_type,
       size: Number(row.size),
+      type: row.content_type,
       status: row.status,
-      sha256: row.sha256,
       createdAt: row.created_at.toISOString(),
-      downloadUrl: `/api/files/${row.id}/content`,
+      download: `/api/files/${row.id}/content`,
     })),
     knowledge: knowledgeRows.map((row) => ({
       id: row.id,

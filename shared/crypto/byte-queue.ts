@@ -18,13 +18,22 @@ export class ByteQueue {
     return this.#read(count, false);
   }
 
-  /** Removes and returns the first `count` bytes; `count` must not exceed `length`. */
+  /** Removes and returns the first `count` bytes (possibly a view of a pushed chunk); `count` must not exceed `length`. */
   take(count: number): Buffer {
     return this.#read(count, true);
   }
 
   #read(count: number, consume: boolean): Buffer {
     if (count > this.#length) throw new RangeError('ByteQueue: not enough bytes');
+    const first = this.#chunks[0];
+    if (consume && first !== undefined && first.length >= count) {
+      // The common case with large input chunks: a view, no copy.
+      const slice = first.subarray(0, count);
+      if (first.length === count) this.#chunks.shift();
+      else this.#chunks[0] = first.subarray(count);
+      this.#length -= count;
+      return slice;
+    }
     const out = Buffer.allocUnsafe(count);
     let written = 0;
     let index = 0;

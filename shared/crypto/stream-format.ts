@@ -84,8 +84,8 @@ export class RecordCipher {
   seal(plaintext: Buffer, final: boolean): Buffer {
     const cipher = createCipheriv('aes-256-gcm', this.#key, this.#nextNonce(), { authTagLength: TAG_BYTES });
     cipher.setAAD(this.#recordAad(final));
-    const ct = Buffer.concat([cipher.update(plaintext), cipher.final()]);
-    return Buffer.concat([ct, cipher.getAuthTag()]);
+    // Evaluated left to right: the tag exists only after final().
+    return Buffer.concat([cipher.update(plaintext), cipher.final(), cipher.getAuthTag()]);
   }
 
   open(record: Buffer, final: boolean): Buffer {
@@ -95,7 +95,8 @@ export class RecordCipher {
       decipher.setAAD(this.#recordAad(final));
       decipher.setAuthTag(record.subarray(record.length - TAG_BYTES));
       const head = decipher.update(record.subarray(0, record.length - TAG_BYTES));
-      return Buffer.concat([head, decipher.final()]);
+      const tail = decipher.final();
+      return tail.length === 0 ? head : Buffer.concat([head, tail]);
     } catch {
       throw decryptFailed();
     }
@@ -109,7 +110,8 @@ export class RecordCipher {
       decipher.setAAD(this.#recordAad(final));
       decipher.setAuthTag(record.subarray(record.length - TAG_BYTES));
       const head = decipher.update(record.subarray(0, record.length - TAG_BYTES));
-      return Buffer.concat([head, decipher.final()]);
+      const tail = decipher.final();
+      return tail.length === 0 ? head : Buffer.concat([head, tail]);
     } catch {
       throw decryptFailed();
     }

@@ -48,7 +48,10 @@ class EncryptStream extends Transform {
       this.#emitHeader();
       this.#queue.push(toBuffer(chunk));
       // Strictly greater: a full chunk may turn out to be the final one, which is sealed differently.
-      while (this.#queue.length > this.#chunkSize) this.push(this.#cipher.seal(this.#queue.take(this.#chunkSize), false));
+      const sealed: Buffer[] = [];
+      while (this.#queue.length > this.#chunkSize) sealed.push(this.#cipher.seal(this.#queue.take(this.#chunkSize), false));
+      // One push per write, not per record: large writes of small records cost far less stream bookkeeping.
+      if (sealed.length > 0) this.push(sealed.length === 1 ? sealed[0] : Buffer.concat(sealed));
       callback();
     } catch (error) {
       callback(asCryptoError(error));
@@ -97,7 +100,9 @@ class DecryptStream extends Transform {
       const cipher = this.#cipher ?? this.#readHeader();
       if (cipher !== undefined) {
         // Hold back the last full record until more data arrives: only the end of input says it is final.
-        while (this.#queue.length > this.#recordSize) this.push(cipher.open(this.#queue.take(this.#recordSize), false));
+        const opened: Buffer[] = [];
+        while (this.#queue.length > this.#recordSize) opened.push(cipher.open(this.#queue.take(this.#recordSize), false));
+        if (opened.length > 0) this.push(opened.length === 1 ? opened[0] : Buffer.concat(opened));
       }
       callback();
     } catch (error) {

@@ -9,6 +9,9 @@ import { safeJoin } from '../paths.js';
 import { stagingAad } from './aad.js';
 
 const PART = '.part';
+/** Staging records are large: the file is read back whole, never by range, so fewer records cost less. */
+const STAGING_CHUNK_SIZE = 1024 * 1024;
+const READ_BUFFER_BYTES = STAGING_CHUNK_SIZE + 64 * 1024;
 const STAGED = '.staged';
 
 export interface StagedEntry {
@@ -51,7 +54,7 @@ export class FileStaging {
     await mkdir(folder, { recursive: true, mode: 0o700 });
     await chmod(this.root, 0o700);
     const partPath = this.path(tenantId, fileId, 'part');
-    const encrypt = createEncryptStream(ring, stagingAad(fileId));
+    const encrypt = createEncryptStream(ring, stagingAad(fileId), { chunkSize: STAGING_CHUNK_SIZE });
     const done = pipeline(encrypt, createWriteStream(partPath, { flags: 'wx', mode: 0o600 }));
     done.catch(() => undefined); // observed by the caller through `done`; never an unhandled rejection
     return {
@@ -71,7 +74,7 @@ export class FileStaging {
 
   /** The staged file's plaintext; the stream errors when the staged bytes were altered or cut. */
   reader(ring: KeyRing, tenantId: string, fileId: string): Readable {
-    const file = createReadStream(this.path(tenantId, fileId, 'staged'));
+    const file = createReadStream(this.path(tenantId, fileId, 'staged'), { highWaterMark: READ_BUFFER_BYTES });
     const decrypt = createDecryptStream(ring, stagingAad(fileId));
     file.on('error', (error) => decrypt.destroy(error));
     return file.pipe(decrypt);

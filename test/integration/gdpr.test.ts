@@ -2,24 +2,32 @@ import { randomBytes, randomUUID } from 'node:crypto';
 import { readdirSync, readFileSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { Queue } from 'bullmq';
+import { createStorage, type ObjectStorage } from '../../adapters/storage/index.js';
 import { expect } from 'chai';
 import { Redis } from 'ioredis';
 import type { Knex } from 'knex';
-import { fileNameAad, knowledgeTextAad, knowledgeTitleAad, type UserExport } from '../../api/gdpr/export.js';
+import { knowledgeTextAad, knowledgeTitleAad, type UserExport } from '../../api/gdpr/export.js';
 import { pseudonym, verifyAuditChain } from '../../shared/audit/index.js';
 import type { Config } from '../../shared/config/index.js';
 import { sealString } from '../../shared/crypto/index.js';
 import { API_ROLE, AUDIT_ROLE } from '../../shared/db/index.js';
+import { FileStaging, storageKeyOf } from '../../shared/files/index.js';
 import { Keys } from '../../shared/keys.js';
 import { QUEUE_NAMES } from '../../shared/queue/index.js';
 import { startWorkers, type RunningWorkers } from '../../workers/main.js';
 import { apiTestConfig, createTestUser, postJson, startTestApi, type TestApi, type TestUser } from '../helpers/api.js';
 import { uniqueQueuePrefix } from '../helpers/config.js';
 import { createTestDatabase, INSUFFICIENT_PRIVILEGE, pgErrorOf, type TestDatabase } from '../helpers/db.js';
+import { download, json, uploadFile, waitForStored } from '../helpers/files.js';
 import { runCli, waitFor } from '../helpers/process.js';
 import { emptyRedisDb } from '../helpers/redis.js';
 
 const REDIS_SERVER = new URL(process.env.REDIS_URL ?? 'redis://127.0.0.1:6379');
+
+/** A small PDF (the type sniffer knows it by its `%PDF-` magic) whose text holds `marker`. */
+function pdfWith(marker: string): Buffer {
+  return Buffer.from(`%PDF-1.4\n1 0 obj << /Type /Catalog >> endobj\n% ${marker}\ntrailer << /Root 1 0 R >>\n%%EOF\n`, 'latin1');
+}
 
 
 interface Participant {
@@ -29,7 +37,9 @@ interface Participant {
   refreshToken: string;
   cookie: string;
   conversationId: string;
+  /** Uploaded through POST /api/files and stored (encrypted) by the files worker. */
   fileId: string;
+  fileContent: Buffer;
   knowledgeId: string;
 }
 
@@ -90,6 +100,7 @@ describe('GDPR: export of every datum and erasure (GET /api/me/export, DELETE /a
   let keys: Keys;
   let redis: Redis;
   let redisDb: number;
+  let storage: ObjectStorage;
   let botId: string;
   let a: Participant;
   let b: Participant;
@@ -136,18 +147,12 @@ describe('GDPR: export of every datum and erasure (GET /api/me/export, DELETE /a
     // Both answered by the reply worker (greeting + 2 messages + 2 replies).
     await waitFor(async () => (await owner()('messages').where({ conversation_id: conversationId })).length === 5, 15_000);
 
-    const fileId = randomUUID();
+    const fileContent = pdfWith(canary);
+    const upload = await uploadFile(api.url, accessToken, `${canary}-report.pdf`, fileContent);
+    expect(upload.status, upload.body.toString('utf8')).to.equal(202);
+    const fileId = String(json(upload).id);
+    expect(await waitForStored(api.url, accessToken, fileId)).to.include({ status: 'stored', type: 'application/pdf' });
     const knowledgeId = randomUUID();
-    await owner()('files').insert({
-      id: fileId,
-      tenant_id: user.tenantId,
-      owner_id: user.id,
-      name_ciphertext: sealString(keys.columnRing, `${canary}-report.pdf`, fileNameAad(fileId)),
-      content_type: 'application/pdf',
-      size: 1234,
-      storage_key: `files/${fileId}`,
-      status: 'stored',
-    });
     await owner()('knowledge_documents').insert({
       id: knowledgeId,
       tenant_id: user.tenantId,
@@ -156,7 +161,7 @@ describe('GDPR: export of every datum and erasure (GET /api/me/export, DELETE /a
       title_ciphertext: sealString(keys.columnRing, `${canary} title`, knowledgeTitleAad(knowledgeId)),
       text_ciphertext: sealString(keys.columnRing, `${canary} body text`, knowledgeTextAad(knowledgeId)),
     });
-    return { user, canary, accessToken, refreshToken: String(refreshed.body.refreshToken), cookie, conversationId, fileId, knowledgeId };
+    return { user, canary, accessToken, refreshToken: String(refreshed.body.refreshToken), cookie, conversationId, fileId, fileContent, knowledgeId };
   }
 
   before(async () => {
@@ -167,6 +172,7 @@ describe('GDPR: export of every datum and erasure (GET /api/me/export, DELETE /a
     config = apiTestConfig(database.url, { REDIS_URL: redisUrl.toString(), LOG_LEVEL: 'error' });
     keys = new Keys(config.secrets);
     redis = new Redis(config.redisUrl);
+    storage = createStorage(config);
     const prefix = uniqueQueuePrefix();
     api = await startTestApi(config, prefix);
     workers = [startWorkers(config, 'all', { queuePrefix: prefix })];
@@ -193,6 +199,7 @@ describe('GDPR: export of every datum and erasure (GET /api/me/export, DELETE /a
       await redis.flushdb();
       redis.disconnect();
     }
+    await storage?.close();
     await database?.destroy();
     keys?.zeroize();
   });
@@ -212,8 +219,13 @@ describe('GDPR: export of every datum and erasure (GET /api/me/export, DELETE /a
       expect(messages.filter((message) => message.role === 'bot').map((message) => message.text)).to.have.length(3).and.to.include.members(['Hello.', 'pong']);
       expect(messages[0]).to.have.all.keys('messageId', 'role', 'text', 'createdAt');
       expect(body.files).to.deep.equal([
-        { id: a.fileId, name: `${a.canary}-report.pdf`, contentType: 'application/pdf', size: 1234, status: 'stored', sha256: null, createdAt: body.files[0]?.createdAt, downloadUrl: `/api/files/${a.fileId}/content` },
+        { id: a.fileId, name: `${a.canary}-report.pdf`, size: a.fileContent.length, type: 'application/pdf', status: 'stored', createdAt: body.files[0]?.createdAt, download: `/api/files/${a.fileId}/content` },
       ]);
+      expect(Date.parse(body.files[0]?.createdAt ?? '')).to.be.a('number').and.not.NaN;
+      // The link leads to the caller's own content, byte for byte.
+      const content = await download(api.url, a.accessToken, a.fileId);
+      expect(content.status).to.equal(200);
+      expect(content.body.equals(a.fileContent)).to.equal(true);
       expect(body.knowledge.map(({ id, botId: bot, title, text: knowledgeText }) => ({ id, bot, title, knowledgeText }))).to.deep.equal([
         { id: a.knowledgeId, bot: botId, title: `${a.canary} title`, knowledgeText: `${a.canary} body text` },
       ]);
@@ -278,6 +290,14 @@ describe('GDPR: export of every datum and erasure (GET /api/me/export, DELETE /a
       }, 20_000);
     });
 
+    it("deletes A's stored file object (every version) and leaves no staged copy; B's stays", async () => {
+      expect(await owner()('files').where({ id: a.fileId })).to.deep.equal([]);
+      expect(await storage.head(storageKeyOf(a.user.tenantId, a.fileId))).to.equal(undefined);
+      const staging = new FileStaging(config.dataDir);
+      expect((await staging.list()).filter((entry) => entry.fileId === a.fileId)).to.deep.equal([]);
+      expect(await storage.head(storageKeyOf(b.user.tenantId, b.fileId))).to.not.equal(undefined);
+    });
+
     it("leaves nothing of A's in any table of PostgreSQL: canaries, identity, ciphertexts", async () => {
       for (const needle of needles) expect(await tablesContaining(owner(), needle), needle.slice(0, 40)).to.deep.equal([]);
     });
@@ -335,6 +355,9 @@ describe('GDPR: export of every datum and erasure (GET /api/me/export, DELETE /a
       const login = await postJson(`${api.url}/auth/login`, { email: b.user.email, password: b.user.password });
       expect(login.status).to.equal(200);
       const { body } = await exportOf(String(login.body.accessToken));
+      const content = await download(api.url, String(login.body.accessToken), b.fileId);
+      expect(content.status).to.equal(200);
+      expect(content.body.equals(b.fileContent)).to.equal(true);
       expect(body.conversations[0]?.messages.map((message) => message.text)).to.include(`ping ${b.canary} one`);
       expect(body.files.map((file) => file.name)).to.deep.equal([`${b.canary}-report.pdf`]);
       expect(body.knowledge.map((document) => document.title)).to.deep.equal([`${b.canary} title`]);
