@@ -36,8 +36,8 @@ program
   .command('worker')
   .description('run one worker family (its own process), or all')
   .addArgument(new Command().createArgument('<family>', 'worker family').choices([...workerFamilies, 'all']))
-  .action((family: WorkerFamily | 'all') => {
-    const workers = startWorkers(config(`botserver-worker-${family}`), family);
+  .action(async (family: WorkerFamily | 'all') => {
+    const workers = await startWorkers(config(`botserver-worker-${family}`), family);
     stopOnSignals(() => workers.shutdown());
   });
 

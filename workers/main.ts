@@ -2,17 +2,21 @@ import type { Config, WorkerFamily } from '../shared/config/index.js';
 import { UsageError } from '../shared/errors.js';
 import { createKernel, type Kernel, type KernelOptions } from '../shared/kernel.js';
 import { log } from '../shared/log/index.js';
-import { startAuditWorker } from './audit.js';
-import { startEmailWorker } from './email.js';
-import { startFilesWorker } from './files.js';
-import { startReplyWorker } from './reply.js';
 
-/** The families built so far; the others of CONTRACT §1 arrive with their issues. */
-const FAMILIES: Partial<Record<WorkerFamily, (kernel: Kernel) => void>> = {
-  audit: startAuditWorker,
-  email: (kernel) => startEmailWorker(kernel),
-  files: startFilesWorker,
-  reply: startReplyWorker,
+type StartFamily = (kernel: Kernel) => void;
+
+/**
+ * The families built so far; the others of CONTRACT §1 arrive with their issues. Each is loaded only when started,
+ * so a one-family process holds only its own dependencies (the files worker no IMAP, SMTP or LLM code).
+ */
+const FAMILIES: Partial<Record<WorkerFamily, () => Promise<StartFamily>>> = {
+  audit: async () => (await import('./audit.js')).startAuditWorker,
+  email: async () => {
+    const { startEmailWorker } = await import('./email.js');
+    return (kernel) => startEmailWorker(kernel);
+  },
+  files: async () => (await import('./files.js')).startFilesWorker,
+  reply: async () => (await import('./reply.js')).startReplyWorker,
 };
 
 export const availableFamilies = Object.keys(FAMILIES) as WorkerFamily[];
@@ -23,16 +27,20 @@ export interface RunningWorkers {
 }
 
 /** Starts one family, or every available one, each with its own kernel (and so its own database role). */
-export function startWorkers(config: Config, which: WorkerFamily | 'all', options: KernelOptions = {}): RunningWorkers {
+export async function startWorkers(config: Config, which: WorkerFamily | 'all', options: KernelOptions = {}): Promise<RunningWorkers> {
   const families = which === 'all' ? availableFamilies : [which];
-  const kernels: Kernel[] = [];
+  const starters: StartFamily[] = [];
   for (const family of families) {
-    const start = FAMILIES[family];
-    if (start === undefined) throw new UsageError('family', `worker family "${family}" is not available in this version (available: ${availableFamilies.join(', ')})`);
-    const kernel = createKernel(config, family, options);
-    start(kernel);
-    kernels.push(kernel);
+    const load = FAMILIES[family];
+    if (load === undefined) throw new UsageError('family', `worker family "${family}" is not available in this version (available: ${availableFamilies.join(', ')})`);
+    starters.push(await load());
   }
+  const kernels: Kernel[] = [];
+  families.forEach((family, index) => {
+    const kernel = createKernel(config, family, options);
+    starters[index]?.(kernel);
+    kernels.push(kernel);
+  });
   log.info('workers started', { families });
   let stopping: Promise<void> | undefined;
   return {

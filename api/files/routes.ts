@@ -5,6 +5,7 @@ import { FileIntegrityError, insertFile, toFileInfo } from '../../shared/files/i
 import { log } from '../../shared/log/index.js';
 import { actorOf, callerOf, tenantOf } from '../chat/access.js';
 import type { ApiContext } from '../context.js';
+import { noFieldsSchema, parseInput } from '../http/validate.js';
 import { withFile } from './access.js';
 import { sendContent } from './download.js';
 import { receiveUpload } from './upload.js';
@@ -34,11 +35,13 @@ export function fileRoutes(ctx: ApiContext): Router {
   });
 
   router.get('/api/files/:id', async (req, res) => {
+    parseInput(noFieldsSchema, req.query);
     const info = await withFile(ctx, callerOf(req), req.params.id, async (_trx, file) => Promise.resolve(toFileInfo(ring(), file)));
     res.json(info);
   });
 
   router.get('/api/files/:id/content', async (req, res) => {
+    parseInput(noFieldsSchema, req.query);
     const caller = callerOf(req);
     const { file, name } = await withFile(ctx, caller, req.params.id, async (_trx, row) => Promise.resolve({ file: row, name: toFileInfo(ring(), row).name }));
     try {
@@ -56,6 +59,7 @@ export function fileRoutes(ctx: ApiContext): Router {
   });
 
   router.delete('/api/files/:id', async (req, res) => {
+    parseInput(noFieldsSchema, req.body);
     const file = await withFile(ctx, callerOf(req), req.params.id, async (trx, row) => {
       await trx('files').where({ id: row.id }).delete();
       return row;

@@ -6,6 +6,7 @@ import { AppError, ValidationError } from '../../shared/errors.js';
 import { SNIFF_BYTES, sniffType, typeAllowed, type StagingWriter } from '../../shared/files/index.js';
 import { safeFileName } from '../../shared/paths.js';
 import type { ApiContext } from '../context.js';
+import { noFieldsSchema, parseInput } from '../http/validate.js';
 
 /** Room for the multipart boundaries and part headers around the file itself. */
 const MULTIPART_OVERHEAD = 64 * 1024;
@@ -84,7 +85,11 @@ export function stopReading(req: Request, res: Response): void {
  */
 export async function receiveUpload(ctx: ApiContext, req: Request, res: Response, tenantId: string): Promise<ReceivedUpload> {
   const max = ctx.kernel.config.maxUploadSize;
-  if (!req.is('multipart/form-data')) throw new AppError('unsupported_media_type', 'Upload a file as multipart/form-data (field "file")', { status: 415 });
+  if (!req.is('multipart/form-data')) {
+    // A JSON body is read by the body parser like on every route: its fields are refused by name, as everywhere.
+    if (typeof req.body === 'object' && req.body !== null) parseInput(noFieldsSchema, req.body);
+    throw new AppError('unsupported_media_type', 'Upload a file as multipart/form-data (field "file")', { status: 415 });
+  }
   const declared = Number(req.headers['content-length'] ?? Number.NaN);
   if (Number.isFinite(declared) && declared > max + MULTIPART_OVERHEAD) {
     stopReading(req, res);
@@ -92,7 +97,8 @@ export async function receiveUpload(ctx: ApiContext, req: Request, res: Response
   }
   let parser: busboy.Busboy;
   try {
-    parser = busboy({ headers: req.headers, defParamCharset: 'utf8', limits: { files: 1, fileSize: max, fields: 0, parts: 2, headerPairs: 20 } });
+    // busboy reports its limit on reaching it: one byte more than allowed is the first one refused.
+    parser = busboy({ headers: req.headers, defParamCharset: 'utf8', limits: { files: 1, fileSize: max + 1, fields: 0, parts: 2, headerPairs: 20 } });
   } catch {
     throw new ValidationError('The multipart body has no valid boundary', 'file');
   }

@@ -95,7 +95,7 @@ export async function run(args: string[]): Promise<number> {
     configureProcessLogging(config, 'botserver-bench');
     const prefix = uniqueQueuePrefix();
     api = await startTestApi(config, prefix);
-    workers = startWorkers(config, 'reply', { queuePrefix: prefix });
+    workers = await startWorkers(config, 'reply', { queuePrefix: prefix });
     const admin = await signedInUser(api, 'admin');
     const botId = await createBot(api.url, admin, { name: 'Bench bot', rules: [{ match: 'opening hours', reply: 'We open at 9.' }] });
     const testApi = api;

@@ -38,7 +38,7 @@ export async function run(args: string[]): Promise<number> {
     configureProcessLogging(config, 'botserver-bench');
     const prefix = uniqueQueuePrefix();
     api = await startTestApi(config, prefix);
-    workers = startWorkers(config, 'reply', { queuePrefix: prefix });
+    workers = await startWorkers(config, 'reply', { queuePrefix: prefix });
     smtp = await startSmtpPeer();
     const admin = await signedInUser(api, 'admin');
     const bot = addMailUser('bench-bot');

@@ -55,7 +55,8 @@ export class FileStaging {
     await chmod(this.root, 0o700);
     const partPath = this.path(tenantId, fileId, 'part');
     const encrypt = createEncryptStream(ring, stagingAad(fileId), { chunkSize: STAGING_CHUNK_SIZE });
-    const done = pipeline(encrypt, createWriteStream(partPath, { flags: 'wx', mode: 0o600 }));
+    const file = createWriteStream(partPath, { flags: 'wx', mode: 0o600 });
+    const done = pipeline(encrypt, file);
     done.catch(() => undefined); // observed by the caller through `done`; never an unhandled rejection
     return {
       input: encrypt,
@@ -65,7 +66,9 @@ export class FileStaging {
         await rename(partPath, this.path(tenantId, fileId, 'staged'));
       },
       abort: async () => {
-        encrypt.destroy();
+        const aborted = new Error('upload aborted');
+        encrypt.destroy(aborted);
+        file.destroy(aborted);
         await done.catch(() => undefined);
         await rm(partPath, { force: true });
       },

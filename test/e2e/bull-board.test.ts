@@ -84,7 +84,7 @@ describe('Bull Board in Chromium (e2e)', function () {
     });
     const prefix = uniqueQueuePrefix();
     api = await startTestApi(config, prefix);
-    workers = startWorkers(config, 'all', { queuePrefix: prefix });
+    workers = await startWorkers(config, 'all', { queuePrefix: prefix });
     browser = await launchBrowser();
     admin = await createTestUser(config, { role: 'admin' });
     user = await createTestUser(config, { role: 'user' });

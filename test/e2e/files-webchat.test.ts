@@ -153,8 +153,8 @@ describe('web chat file attachments in Chromium (e2e)', function () {
     });
     prefix = uniqueQueuePrefix();
     api = await startTestApi(config, prefix);
-    replyWorkers = startWorkers(config, 'reply', { queuePrefix: prefix });
-    fileWorkers = startWorkers(config, 'files', { queuePrefix: prefix });
+    replyWorkers = await startWorkers(config, 'reply', { queuePrefix: prefix });
+    fileWorkers = await startWorkers(config, 'files', { queuePrefix: prefix });
     browser = await launchBrowser();
 
     const admin = await createTestUser(config, { role: 'admin' });
@@ -298,7 +298,7 @@ describe('web chat file attachments in Chromium (e2e)', function () {
     expect(await own.locator('.message-text').isHidden(), 'no empty text line').to.equal(true);
     expect(await naturalWidth(page, `${MESSAGES} img.file-thumbnail`)).to.equal(0);
 
-    fileWorkers = startWorkers(api.config, 'files', { queuePrefix: prefix });
+    fileWorkers = await startWorkers(api.config, 'files', { queuePrefix: prefix });
     await imageLoaded(page, `${MESSAGES} img.file-thumbnail`, 20_000);
     const { accessToken } = await loginTokens(api, user);
     expect(json(await fileInfo(api.url, accessToken, fileId)).status).to.equal('stored');

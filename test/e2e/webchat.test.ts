@@ -124,7 +124,7 @@ describe('web chat page in Chromium (e2e)', function () {
     });
     const prefix = uniqueQueuePrefix();
     api = await startTestApi(config, prefix);
-    workers = startWorkers(config, 'reply', { queuePrefix: prefix });
+    workers = await startWorkers(config, 'reply', { queuePrefix: prefix });
     browser = await launchBrowser();
 
     const admin = await createTestUser(config, { role: 'admin' });

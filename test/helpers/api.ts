@@ -30,7 +30,7 @@ export async function startTestApi(config: Config, queuePrefix = uniqueQueuePref
 }
 
 /** The audit worker family in this process, on the same queue prefix as the API under test. */
-export function startTestAuditWorker(config: Config, queuePrefix: string): RunningWorkers {
+export async function startTestAuditWorker(config: Config, queuePrefix: string): Promise<RunningWorkers> {
   return startWorkers(config, 'audit', { queuePrefix });
 }
 

@@ -1,4 +1,4 @@
-import { randomBytes } from 'node:crypto';
+import { createHash, randomBytes } from 'node:crypto';
 import { request } from 'node:http';
 import { Readable } from 'node:stream';
 import { waitFor } from './process.js';
@@ -98,4 +98,23 @@ export function elfExecutable(): Buffer {
   header.writeUInt16LE(2, 16); // e_type: executable
   header.writeUInt16LE(0x3e, 18); // e_machine: x86-64
   return header;
+}
+
+/** Downloads a file and returns the SHA-256 of its body, streamed (large files are never held in memory). */
+export function downloadSha256(apiUrl: string, token: string, id: string): Promise<{ status: number; sha256: string; bytes: number }> {
+  return new Promise((resolve, reject) => {
+    const req = request(`${apiUrl}/api/files/${id}/content`, { headers: { authorization: `Bearer ${token}` }, timeout: 600_000 }, (res) => {
+      const hash = createHash('sha256');
+      let bytes = 0;
+      res.on('data', (chunk: Buffer) => {
+        hash.update(chunk);
+        bytes += chunk.length;
+      });
+      res.on('end', () => resolve({ status: res.statusCode ?? 0, sha256: hash.digest('hex'), bytes }));
+      res.on('error', reject);
+    });
+    req.on('timeout', () => req.destroy(new Error('download timed out')));
+    req.on('error', reject);
+    req.end();
+  });
 }

@@ -48,6 +48,9 @@ export function childEnv(overrides: EnvOverrides = {}): NodeJS.ProcessEnv {
     if (CONFIG_NAMES.includes(name) || CONFIG_PREFIXES.some((prefix) => name.startsWith(prefix))) continue;
     env[name] = value;
   }
+  // Not configuration: the AWS SDK's Node-version notice, silenced by npm test, stays silenced in children.
+  const awsNotice = process.env.AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED;
+  if (awsNotice !== undefined) env.AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED = awsNotice;
   env.NODE_ENV = 'test';
   env.LOG_LEVEL = 'warn';
   // Every test client comes from 127.0.0.1: budgets large enough for a suite; rate-limit tests set their own.

@@ -70,7 +70,7 @@ describe('Bull Board at /admin/queues: access, CSRF, audit, envelopes only', fun
     prefix = uniqueQueuePrefix();
     const config = apiTestConfig(database.url, { LOG_LEVEL: 'error' });
     api = await startTestApi(config, prefix);
-    auditWorker = startTestAuditWorker(config, prefix);
+    auditWorker = await startTestAuditWorker(config, prefix);
     admin = await createTestUser(config, { role: 'admin', tenant: OPERATOR_TENANT });
     user = await createTestUser(config, { role: 'user', tenant: OPERATOR_TENANT });
     tenantAdmin = await createTestUser(config, { role: 'admin', tenant: 'customer' });

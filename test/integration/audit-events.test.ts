@@ -123,7 +123,7 @@ describe('audit: every catalogue event comes from its action; GET /api/audit and
     provider.allowRedirectUri(`${api.url}/auth/oidc/callback`);
     // A second API process with the same keys, database and queues, recording every request as api.call.
     sampledApi = await startTestApi({ ...config, auditApiSampleRate: 1 }, prefix);
-    workers = [startTestAuditWorker(config, prefix), startWorkers(config, 'reply', { queuePrefix: prefix })];
+    workers = [await startTestAuditWorker(config, prefix), await startWorkers(config, 'reply', { queuePrefix: prefix })];
 
     admin = await newUser('admin');
     member = await newUser('user');

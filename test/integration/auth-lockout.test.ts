@@ -73,7 +73,7 @@ describe('auth lockout: failed logins, lockout, IP block, audit', function () {
     const prefix = uniqueQueuePrefix();
     prefixes.push(prefix);
     api = await startTestApi(config, prefix);
-    worker = startTestAuditWorker(config, prefix);
+    worker = await startTestAuditWorker(config, prefix);
   });
 
   after(async function () {
@@ -109,7 +109,7 @@ describe('auth lockout: failed logins, lockout, IP block, audit', function () {
       prefixes.push(prefix);
       const shortConfig = apiTestConfig(database.url, { BOTSERVER_TRUST_PROXY: 'loopback', BOTSERVER_LOCKOUT_DURATION: String(SHORT_LOCKOUT_SECONDS) });
       const shortApi = await startTestApi(shortConfig, prefix);
-      const shortWorker = startTestAuditWorker(shortConfig, prefix);
+      const shortWorker = await startTestAuditWorker(shortConfig, prefix);
       try {
         const ip = freshIp();
         const user = await createTestUser(shortApi.config, { role: 'user' });

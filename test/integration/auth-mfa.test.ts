@@ -151,7 +151,7 @@ describe('auth: MFA (TOTP enrolment and login, recovery codes, REQUIRE_MFA)', fu
     const config = apiTestConfig(database.url, common); // BOTSERVER_REQUIRE_MFA left at its default
     const prefix = uniqueQueuePrefix();
     api = await startTestApi(config, prefix);
-    auditWorker = startTestAuditWorker(config, prefix);
+    auditWorker = await startTestAuditWorker(config, prefix);
     // Same database, its own keys (so its own accounts); audit off, as no worker drains its queue.
     strictApi = await startTestApi(apiTestConfig(database.url, { ...common, BOTSERVER_REQUIRE_MFA: 'true', BOTSERVER_ENABLE_AUDIT: 'false' }));
   });

@@ -95,7 +95,7 @@ describe('auth sessions', function () {
     const prefix = uniqueQueuePrefix();
     prefixes.push(prefix);
     api = await startTestApi(config, prefix);
-    worker = startTestAuditWorker(config, prefix);
+    worker = await startTestAuditWorker(config, prefix);
   });
 
   after(async function () {
@@ -369,7 +369,7 @@ describe('auth sessions', function () {
       const prefix = uniqueQueuePrefix();
       prefixes.push(prefix);
       shortApi = await startTestApi(config, prefix);
-      shortWorker = startTestAuditWorker(config, prefix);
+      shortWorker = await startTestAuditWorker(config, prefix);
     });
 
     after(async function () {
@@ -401,7 +401,7 @@ describe('auth sessions', function () {
       const prefix = uniqueQueuePrefix();
       prefixes.push(prefix);
       shortApi = await startTestApi(config, prefix);
-      shortWorker = startTestAuditWorker(config, prefix);
+      shortWorker = await startTestAuditWorker(config, prefix);
     });
 
     after(async function () {

@@ -82,7 +82,7 @@ describe('auth tokens: forged and stale access tokens are refused (GET /api/me)'
     const config = apiTestConfig(database.url);
     prefix = uniqueQueuePrefix();
     api = await startTestApi(config, prefix);
-    worker = startTestAuditWorker(config, prefix);
+    worker = await startTestAuditWorker(config, prefix);
     realKey = createPrivateKey(api.kernel.keys.jwtPrivateKeyPem);
     user = await createTestUser(api.config, { role: 'user' });
     token = (await loginTokens(api, user)).accessToken;

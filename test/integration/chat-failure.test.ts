@@ -24,7 +24,7 @@ describe('chat failures, streaming and reconnect recovery', function () {
     const prefix = uniqueQueuePrefix();
     const config = apiTestConfig(database.url, { LLM_BASE_URL: llm.url, LOG_LEVEL: 'error', BOTSERVER_RATE_LIMIT_PER_IP: '100000', BOTSERVER_RATE_LIMIT_PER_USER: '100000' });
     api = await startTestApi(config, prefix);
-    workers = startWorkers(config, 'reply', { queuePrefix: prefix });
+    workers = await startWorkers(config, 'reply', { queuePrefix: prefix });
     chat = await setupChat(api, { name: 'Rule bot', rules: [{ match: 'hello', reply: 'Hi there' }] });
     llmBotId = await createBot(api.url, chat.admin, { name: 'LLM bot', llm: {} });
     client = await connectClient(api.url, { token: chat.admin.token });

@@ -22,7 +22,7 @@ describe('chat flow: REST + Socket.IO + reply worker', () => {
     const prefix = uniqueQueuePrefix();
     const config = apiTestConfig(database.url);
     api = await startTestApi(config, prefix);
-    workers = startWorkers(config, 'reply', { queuePrefix: prefix });
+    workers = await startWorkers(config, 'reply', { queuePrefix: prefix });
   });
   after(async () => {
     socket?.disconnect();

@@ -60,8 +60,8 @@ describe('chat security: Socket.IO and REST boundaries', function () {
       LOG_LEVEL: 'error',
     });
     api = await startTestApi(config, prefix);
-    workers = startWorkers(config, 'reply', { queuePrefix: prefix });
-    auditWorker = startTestAuditWorker(config, prefix);
+    workers = await startWorkers(config, 'reply', { queuePrefix: prefix });
+    auditWorker = await startTestAuditWorker(config, prefix);
     chat = await setupChat(api, { name: 'Private helper', greeting: 'Welcome', rules: [{ match: 'hello', reply: 'Hi there' }] });
     publicBotId = await createBot(api.url, chat.admin, { name: 'Public helper', public: true, greeting: 'Hello guest', rules: [{ match: 'ping', reply: 'pong' }] });
     otherTenant = await setupChat(api, { name: 'Other tenant bot' }, `other-${randomBytes(4).toString('hex')}`);

@@ -27,7 +27,7 @@ describe('db: migrations', function () {
     expect(result.applied).to.deep.equal(ALL_MIGRATIONS);
     expect(await tableNames(db)).to.deep.equal([
       'audit_events', 'bots', 'conversations', 'email_mailboxes', 'files', 'knowledge_documents', 'memberships',
-      'messages', 'tenants', 'users',
+      'message_attachments', 'messages', 'tenants', 'users',
     ]);
   });
 

@@ -55,7 +55,7 @@ describe('e-mail bot: attachments of inbound mail become files of the message', 
     prefix = uniqueQueuePrefix();
     config = apiTestConfig(database.url, { BOTSERVER_FEATURES: 'email', BOTSERVER_MAX_UPLOAD_SIZE: String(MAX_UPLOAD), BOTSERVER_JOB_LOCK_MS: '2000' });
     api = await startTestApi(config, prefix);
-    workers = [startWorkers(config, 'reply', { queuePrefix: prefix }), startWorkers(config, 'files', { queuePrefix: prefix })];
+    workers = [await startWorkers(config, 'reply', { queuePrefix: prefix }), await startWorkers(config, 'files', { queuePrefix: prefix })];
     emailWorker = startTestEmailWorker(config, prefix);
     smtp = await startSmtpPeer();
     admin = await signedInUser(api, 'admin', 'email-attachments');

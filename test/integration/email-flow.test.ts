@@ -29,7 +29,7 @@ describe('e-mail bot: IMAP in, SMTP out, threaded and loop-safe', function () {
     const prefix = uniqueQueuePrefix();
     const config = apiTestConfig(database.url, { BOTSERVER_FEATURES: 'email' });
     api = await startTestApi(config, prefix);
-    replyWorkers = startWorkers(config, 'reply', { queuePrefix: prefix });
+    replyWorkers = await startWorkers(config, 'reply', { queuePrefix: prefix });
     emailWorker = startTestEmailWorker(config, prefix);
     smtp = await startSmtpPeer({ relay: true });
     admin = await signedInUser(api, 'admin', 'email-flow');

@@ -30,7 +30,7 @@ describe('e-mail bot: exactly once across restarts, crashes and UIDVALIDITY chan
     prefix = uniqueQueuePrefix();
     config = apiTestConfig(database.url, { BOTSERVER_FEATURES: 'email', BOTSERVER_JOB_LOCK_MS: '2000' });
     api = await startTestApi(config, prefix);
-    replyWorkers = startWorkers(config, 'reply', { queuePrefix: prefix });
+    replyWorkers = await startWorkers(config, 'reply', { queuePrefix: prefix });
     smtp = await startSmtpPeer();
     admin = await signedInUser(api, 'admin', 'email-resilience');
   });

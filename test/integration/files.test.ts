@@ -60,7 +60,7 @@ for (const backend of ['local', 's3'] as const) {
       const prefix = uniqueQueuePrefix();
       const config = apiTestConfig(database.url, { ...env, BOTSERVER_MAX_UPLOAD_SIZE: String(MAX_UPLOAD), LOG_LEVEL: process.env.LOG_LEVEL ?? "warn" });
       api = await startTestApi(config, prefix);
-      workers = startWorkers(config, 'files', { queuePrefix: prefix });
+      workers = await startWorkers(config, 'files', { queuePrefix: prefix });
       storage = createStorage(config);
       const tenant = `files-${randomBytes(4).toString('hex')}`;
       const ownerUser = await createTestUser(config, { role: 'user', tenant });
@@ -191,6 +191,9 @@ for (const backend of ['local', 's3'] as const) {
 
     it('answers 413 to an upload over the limit and leaves no temp file', async () => {
       const before = stagingFiles(api.config.dataDir).length;
+      const exactly = await uploadFile(api.url, owner, 'limit.txt', textBytes(MAX_UPLOAD));
+      expect(exactly.status, 'exactly the limit is accepted').to.equal(202);
+      await waitForStored(api.url, owner, String(json(exactly).id));
       const declared = await uploadFile(api.url, owner, 'big.txt', textBytes(MAX_UPLOAD + 1));
       expect(declared.status).to.equal(413);
       expect(json(declared)).to.include({ error: 'payload_too_large', field: 'file' });

@@ -175,7 +175,7 @@ describe('GDPR: export of every datum and erasure (GET /api/me/export, DELETE /a
     storage = createStorage(config);
     const prefix = uniqueQueuePrefix();
     api = await startTestApi(config, prefix);
-    workers = [startWorkers(config, 'all', { queuePrefix: prefix })];
+    workers = [await startWorkers(config, 'all', { queuePrefix: prefix })];
     const admin = await createTestUser(config, { role: 'admin', tenant: 'gdpr' });
     const adminLogin = await postJson(`${api.url}/auth/login`, { email: admin.email, password: admin.password });
     const bot = await postJson(`${api.url}/api/bots`, { name: 'Keeper', greeting: 'Hello.', rules: [{ match: 'ping', reply: 'pong' }] }, bearer(String(adminLogin.body.accessToken)));

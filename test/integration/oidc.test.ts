@@ -187,7 +187,7 @@ describe('OIDC login', function () {
     const config = apiTestConfig(database.url, { ZITADEL_DOMAIN: provider.issuer, ZITADEL_CLIENT_ID: provider.clientId, ZITADEL_CLIENT_SECRET: provider.clientSecret });
     api = await startTestApi(config, prefix);
     provider.allowRedirectUri(`${api.url}${CALLBACK_PATH}`);
-    auditWorker = startTestAuditWorker(config, prefix);
+    auditWorker = await startTestAuditWorker(config, prefix);
   });
 
   after(async () => {
@@ -388,7 +388,7 @@ describe('OIDC login', function () {
       const prefix = uniqueQueuePrefix();
       const config = apiTestConfig(database.url, { ZITADEL_DOMAIN: crafted.issuer, ZITADEL_CLIENT_ID: crafted.clientId, ZITADEL_CLIENT_SECRET: crafted.clientSecret });
       craftedApi = await startTestApi(config, prefix);
-      craftedAudit = startTestAuditWorker(config, prefix);
+      craftedAudit = await startTestAuditWorker(config, prefix);
     });
 
     after(async () => {

@@ -17,6 +17,7 @@ import { createTestDatabase, type TestDatabase } from '../helpers/db.js';
 import { appRouteTable, sendRaw, type AppRouteTable } from '../helpers/fuzz.js';
 import { startOidcProvider } from '../helpers/oidc-provider.js';
 import { dropRedisKeys } from '../helpers/redis.js';
+import { uploadFile } from '../helpers/files.js';
 
 const key = (route: RouteSpec): string => `${route.method.toUpperCase()} ${route.path}`;
 
@@ -196,7 +197,10 @@ describe('OpenAPI 3.1 document (/api/openapi.json)', function () {
     const botId = await createBot(api.url, admin, { name: 'Doc bot', public: true, greeting: 'Hi', rules: [{ match: 'a', reply: 'b' }] });
     const conversationId = await createConversation(api.url, admin, botId);
     await postMessage(api.url, admin.token, conversationId, 'hello', 'doc-1');
-    const ids: Record<string, string> = { '/api/bots/:id': botId, '/api/conversations/:id/messages': conversationId };
+    const upload = await uploadFile(api.url, admin.token, 'doc.txt', Buffer.from('documented\n'));
+    expect(upload.status, upload.body.toString()).to.equal(202);
+    const fileId = String((JSON.parse(upload.body.toString()) as { id: string }).id);
+    const ids: Record<string, string> = { '/api/bots/:id': botId, '/api/conversations/:id/messages': conversationId, '/api/files/:id': fileId };
     // A browser session too, for the cookie-only route.
     const login = await sendRaw(api.url, { method: 'POST', path: '/auth/login?cookie=1', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ email: admin.email, password: admin.password }) });
     const cookie = (login.headers['set-cookie'] ?? []).map((line) => line.split(';')[0]).join('; ');
@@ -211,7 +215,7 @@ describe('OpenAPI 3.1 document (/api/openapi.json)', function () {
       expect(parsed.success, `${key(route)}: ${parsed.error?.message ?? ''}`).to.equal(true);
       checked.push(key(route));
     }
-    expect(checked).to.include.members(['GET /auth/socket-token', 'GET /api/me', 'GET /api/bots', 'GET /api/bots/:id', 'GET /api/conversations/:id/messages', 'GET /.well-known/jwks.json', 'GET /api/audit']);
+    expect(checked).to.include.members(['GET /api/files/:id', 'GET /auth/socket-token', 'GET /api/me', 'GET /api/bots', 'GET /api/bots/:id', 'GET /api/conversations/:id/messages', 'GET /.well-known/jwks.json', 'GET /api/audit']);
     const created = await restJson('POST', `${api.url}/api/bots/${botId}/guest-token`, {});
     const guestRoute = ROUTES.find((route) => key(route) === 'POST /api/bots/:id/guest-token');
     expect(guestRoute?.success.schema?.safeParse(created.body).success).to.equal(true);
