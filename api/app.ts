@@ -17,6 +17,7 @@ import { botRoutes } from './routes/bots.js';
 import { bullBoardRoutes } from './routes/bullBoard.js';
 import { conversationRoutes } from './routes/conversations.js';
 import { fileRoutes } from './files/routes.js';
+import { knowledgeRoutes } from './knowledge/routes.js';
 import { gdprRoutes } from './routes/gdpr.js';
 import { metricsRoutes } from './routes/metrics.js';
 import { healthRoutes } from './routes/health.js';
@@ -86,6 +87,7 @@ export async function createApp(kernel: Kernel): Promise<App> {
   app.use(botRoutes(context));
   app.use(conversationRoutes(context));
   app.use(fileRoutes(context));
+  app.use(knowledgeRoutes(context));
   app.use(gdprRoutes(context));
   app.use(auditRoutes(context));
   app.use(notFound);

@@ -1,6 +1,7 @@
 import type { Request } from 'express';
 import { createStorage, type ObjectStorage } from '../adapters/storage/index.js';
 import { FileStaging } from '../shared/files/index.js';
+import { knowledgeServices, type KnowledgeServices } from './knowledge/service.js';
 import { hashPassword } from '../shared/accounts/index.js';
 import type { AuditEventInput } from '../shared/audit/index.js';
 import { ChatEmitter } from '../shared/chat/index.js';
@@ -25,6 +26,8 @@ export interface ApiContext {
   storage: ObjectStorage;
   /** Uploads waiting for the files worker. */
   staging: FileStaging;
+  /** Qdrant and the query embedder, with the vectordb feature. */
+  knowledge: KnowledgeServices | undefined;
   /** An Argon2id hash of a random password: unknown e-mails are verified against it so they cost the same time. */
   dummyPasswordHash: string;
   /** Records an audit event with the request's actor, tenant, IP and id; never fails the request. */
@@ -46,6 +49,7 @@ export async function createApiContext(kernel: Kernel): Promise<ApiContext> {
     metrics: new ApiMetrics(kernel.queues),
     storage,
     staging: new FileStaging(config.dataDir),
+    knowledge: knowledgeServices(config),
     dummyPasswordHash: await hashPassword(randomToken(24)),
     async audit(req, event) {
       try {

@@ -15,6 +15,7 @@ const FAMILIES: Partial<Record<WorkerFamily, () => Promise<StartFamily>>> = {
     const { startEmailWorker } = await import('./email.js');
     return (kernel) => startEmailWorker(kernel);
   },
+  embed: async () => (await import('./embed.js')).startEmbedWorker,
   files: async () => (await import('./files.js')).startFilesWorker,
   reply: async () => (await import('./reply.js')).startReplyWorker,
 };
@@ -28,7 +29,9 @@ export interface RunningWorkers {
 
 /** Starts one family, or every available one, each with its own kernel (and so its own database role). */
 export async function startWorkers(config: Config, which: WorkerFamily | 'all', options: KernelOptions = {}): Promise<RunningWorkers> {
-  const families = which === 'all' ? availableFamilies : [which];
+  // `all` leaves out the embed family unless the vectordb feature is on (it needs Qdrant).
+  const families = which === 'all' ? availableFamilies.filter((family) => family !== 'embed' || config.features.has('vectordb')) : [which];
+  if (families.includes('embed') && !config.features.has('vectordb')) throw new UsageError('family', 'the embed worker needs the vectordb feature (BOTSERVER_FEATURES=vectordb and QDRANT_URL)');
   const starters: StartFamily[] = [];
   for (const family of families) {
     const load = FAMILIES[family];

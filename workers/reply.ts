@@ -2,7 +2,13 @@ import { randomUUID } from 'node:crypto';
 import { UnrecoverableError, type Job } from 'bullmq';
 import { createReplyEngine, LlmError, type BotProfile, type ChatTurn, type BotRule, type LlmSettings, type ReplyEngine } from '../adapters/llm/index.js';
 import { ChatEmitter, findMessage, findReplyTo, insertMessage, listMessages, toMessageEvent, type StoredMessage } from '../shared/chat/index.js';
+import { createEmbedder } from '../adapters/embeddings/index.js';
+import type { Embedder } from '../adapters/embeddings/types.js';
+import { createKnowledgeIndex } from '../adapters/qdrant/index.js';
 import { withTenant } from '../shared/db/index.js';
+import { documentTitles } from '../shared/knowledge/documents.js';
+import { retrievePassages } from '../shared/knowledge/retrieval.js';
+import { groundTurn, type GroundingPassage } from './grounding.js';
 import type { Kernel } from '../shared/kernel.js';
 import { log } from '../shared/log/index.js';
 import type { JobData } from '../shared/queue/index.js';
@@ -10,6 +16,7 @@ import type { JobData } from '../shared/queue/index.js';
 const HISTORY_TURNS = 20;
 
 interface BotRow {
+  bot_id: string;
   name: string;
   rules: BotRule[];
   llm: LlmSettings | null;
@@ -23,10 +30,10 @@ function isLastAttempt(job: Job, error: unknown): boolean {
 type Turn =
   | { kind: 'answered'; reply: StoredMessage }
   | { kind: 'gone' }
-  | { kind: 'open'; message: StoredMessage; profile: BotProfile; history: ChatTurn[] };
+  | { kind: 'open'; botId: string; message: StoredMessage; profile: BotProfile; history: ChatTurn[]; hasKnowledge: boolean };
 
 /** Loads the message, its conversation's bot and recent history, all in the job's tenant. */
-async function loadTurn(kernel: Kernel, data: JobData<'bot-reply'>): Promise<Turn> {
+async function loadTurn(kernel: Kernel, data: JobData<'bot-reply'>, knowledge: boolean): Promise<Turn> {
   return withTenant(kernel.db, data.tenantId, async (trx) => {
     const ring = kernel.keys.columnRing;
     const existing = await findReplyTo(trx, ring, data.messageId);
@@ -37,11 +44,12 @@ async function loadTurn(kernel: Kernel, data: JobData<'bot-reply'>): Promise<Tur
       .join('bots', 'bots.id', 'conversations.bot_id')
       .where('conversations.id', data.conversationId)
       .whereNull('bots.deleted_at')
-      .first<BotRow | undefined>('bots.name', 'bots.rules', 'bots.llm');
+      .first<BotRow | undefined>('conversations.bot_id', 'bots.name', 'bots.rules', 'bots.llm');
     if (bot === undefined) return { kind: 'gone' };
     const history = await listMessages(trx, ring, data.conversationId, { before: message, limit: HISTORY_TURNS });
     const profile: BotProfile = { name: bot.name, rules: bot.rules, llm: bot.llm };
-    return { kind: 'open', message, profile, history: history.map(({ role, text }) => ({ role, text })) };
+    const hasKnowledge = knowledge && (await trx('knowledge_documents').where({ bot_id: bot.bot_id, status: 'indexed' }).first('id')) !== undefined;
+    return { kind: 'open', botId: bot.bot_id, message, profile, history: history.map(({ role, text }) => ({ role, text })), hasKnowledge };
   });
 }
 
@@ -49,8 +57,8 @@ async function loadTurn(kernel: Kernel, data: JobData<'bot-reply'>): Promise<Tur
  * The reply family: answers one accepted message. The reply is stored with `reply_to` = the message (unique), so
  * a retried or re-delivered job never answers twice; it only announces the reply already stored.
  */
-export async function answerMessage(kernel: Kernel, engine: ReplyEngine, chat: ChatEmitter, data: JobData<'bot-reply'>): Promise<void> {
-  const turn = await loadTurn(kernel, data);
+export async function answerMessage(kernel: Kernel, engine: ReplyEngine, chat: ChatEmitter, data: JobData<'bot-reply'>, knowledge?: Retrieval): Promise<void> {
+  const turn = await loadTurn(kernel, data, knowledge !== undefined);
   if (turn.kind === 'answered') {
     await forwardByEmail(kernel, data, turn.reply.messageId);
     chat.messageNew(toMessageEvent(turn.reply));
@@ -58,14 +66,44 @@ export async function answerMessage(kernel: Kernel, engine: ReplyEngine, chat: C
   }
   if (turn.kind === 'gone') throw new UnrecoverableError('the message or its conversation no longer exists');
   const replyId = randomUUID();
-  const text = await engine.reply({ bot: turn.profile, history: turn.history, message: turn.message.text }, (delta) => {
-    chat.messageChunk({ conversationId: data.conversationId, messageId: replyId, delta });
-  });
+  const passages = turn.hasKnowledge && knowledge !== undefined ? await knowledge(data.tenantId, turn.botId, turn.message.text) : [];
+  const grounded = groundTurn(kernel.config, turn.profile, turn.message.text, passages);
+  const text =
+    grounded.kind === 'passage'
+      ? grounded.text
+      : await engine.reply({ bot: grounded.profile, history: turn.history, message: turn.message.text }, (delta) => {
+          chat.messageChunk({ conversationId: data.conversationId, messageId: replyId, delta });
+        });
   const { message } = await withTenant(kernel.db, data.tenantId, (trx) =>
-    insertMessage(trx, kernel.keys.columnRing, { id: replyId, tenantId: data.tenantId, conversationId: data.conversationId, role: 'bot', text, replyTo: data.messageId }),
+    insertMessage(trx, kernel.keys.columnRing, { id: replyId, tenantId: data.tenantId, conversationId: data.conversationId, role: 'bot', text, replyTo: data.messageId, sources: grounded.sources }),
   );
   await forwardByEmail(kernel, data, message.messageId);
   chat.messageNew(toMessageEvent(message));
+}
+
+/** Passages for a message from the bot's documents, best first; empty when retrieval fails (the bot still answers). */
+export type Retrieval = (tenantId: string, botId: string, text: string) => Promise<GroundingPassage[]>;
+
+const PASSAGES_PER_ANSWER = 4;
+
+function knowledgeRetrieval(kernel: Kernel): Retrieval | undefined {
+  const qdrant = kernel.config.qdrant;
+  if (!kernel.config.features.has('vectordb') || qdrant === undefined) return undefined;
+  const index = createKnowledgeIndex({ url: qdrant.url, apiKey: qdrant.apiKey });
+  let embedder: Promise<Embedder> | undefined;
+  return async (tenantId, botId, text) => {
+    try {
+      const ready = embedder ?? createEmbedder(kernel.config);
+      embedder = ready;
+      const passages = await retrievePassages(await ready, index, kernel.keys.columnRing, { tenantId, botId, text, limit: PASSAGES_PER_ANSWER });
+      const titles = await withTenant(kernel.db, tenantId, (trx) => documentTitles(trx, kernel.keys.columnRing, passages.map((passage) => passage.documentId)));
+      return passages.filter((passage) => titles.has(passage.documentId)).map((passage) => ({ ...passage, title: titles.get(passage.documentId) ?? '' }));
+    } catch (error) {
+      embedder = undefined;
+      log.warn('knowledge retrieval failed; answering without it', { error: error instanceof Error ? error.message : String(error) });
+      return [];
+    }
+  };
 }
 
 /**
@@ -81,11 +119,12 @@ async function forwardByEmail(kernel: Kernel, data: JobData<'bot-reply'>, replyI
 export function startReplyWorker(kernel: Kernel): void {
   const engine = createReplyEngine(kernel.config);
   const chat = new ChatEmitter(kernel.redis);
+  const knowledge = knowledgeRetrieval(kernel);
   kernel.queues.worker(
     'bot-reply',
     async (data, job) => {
       try {
-        await answerMessage(kernel, engine, chat, data);
+        await answerMessage(kernel, engine, chat, data, knowledge);
       } catch (error) {
         const final = isLastAttempt(job, error) || (error instanceof LlmError && !error.retryable);
         log.warn('reply failed', { jobId: job.id, attempt: job.attemptsMade + 1, final, errorCode: error instanceof LlmError ? error.code : undefined });

@@ -5,6 +5,7 @@ import { UnauthorizedError } from '../../shared/errors.js';
 import { log } from '../../shared/log/index.js';
 import type { RequestAuth } from '../auth/authenticate.js';
 import type { ApiContext } from '../context.js';
+import { requireKnowledge } from '../knowledge/service.js';
 import { forgetUserLimits } from '../http/limits.js';
 
 export interface ErasureRequest {
@@ -27,10 +28,20 @@ interface DeletedFile {
   storage_key: string;
 }
 
-/** Deletes the user's rows in one tenant-scoped transaction; messages go with their conversations (cascade). */
-async function deleteRows(trx: Knex.Transaction, userId: string): Promise<{ conversations: number; files: DeletedFile[]; knowledge: number }> {
+/**
+ * Deletes the user's rows in one tenant-scoped transaction; messages go with their conversations (cascade). The
+ * points of the knowledge documents they own leave Qdrant first, inside the transaction: when Qdrant does not
+ * answer, nothing is deleted and the erasure answers 503, to be repeated.
+ */
+async function deleteRows(ctx: ApiContext, trx: Knex.Transaction, tenantId: string, userId: string): Promise<{ conversations: number; files: DeletedFile[]; knowledge: number }> {
   const conversations = await trx('conversations').where({ user_id: userId }).delete();
   const files = await trx('files').where({ owner_id: userId }).delete().returning<DeletedFile[]>(['id', 'storage_key']);
+  const documents = await trx('knowledge_documents').where({ owner_id: userId }).select<Array<{ id: string; collection: string | null }>>('id', 'collection');
+  const indexed = documents.filter((document) => document.collection !== null);
+  if (indexed.length > 0) {
+    const services = requireKnowledge(ctx.knowledge);
+    for (const document of indexed) await services.index.deleteDocument(document.collection ?? '', tenantId, document.id);
+  }
   const knowledge = await trx('knowledge_documents').where({ owner_id: userId }).delete();
   await trx('memberships').where({ user_id: userId }).delete();
   const users = await trx('users').where({ id: userId }).delete();
@@ -91,7 +102,7 @@ export async function eraseUser(ctx: ApiContext, request: ErasureRequest): Promi
   if (user === undefined) throw new UnauthorizedError();
   const subject = pseudonym(kernel.keys.pseudonymKey, user.id);
 
-  const deleted = await withTenant(kernel.db, user.tenant_id, (trx) => deleteRows(trx, user.id));
+  const deleted = await withTenant(kernel.db, user.tenant_id, (trx) => deleteRows(ctx, trx, user.tenant_id, user.id));
   const fileFailures = await deleteFileContents(ctx, user.tenant_id, deleted.files);
   if (deleted.files.length > 0) log.info('erasure: files deleted', { files: deleted.files.length, failures: fileFailures });
 

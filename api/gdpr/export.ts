@@ -8,14 +8,11 @@ import { log } from '../../shared/log/index.js';
 import type { RequestAuth } from '../auth/authenticate.js';
 import type { ApiContext } from '../context.js';
 import { AUDIT_VIEW_COLUMNS, auditEventView, type AuditEventView, type AuditViewRow } from '../routes/audit.js';
+import { nameAad } from '../../shared/files/aad.js';
+import { knowledgeTextAad, knowledgeTitleAad } from '../../shared/knowledge/aad.js';
 
-/**
- * Associated data of encrypted columns, `<table>.<column>:<row id>` like `messages.text:<id>` and
- * `users.email:<id>`. The file and knowledge pipelines must seal with these so the export can open them.
- */
-export const fileNameAad = (fileId: string): string => `files.name:${fileId}`;
-export const knowledgeTitleAad = (documentId: string): string => `knowledge_documents.title:${documentId}`;
-export const knowledgeTextAad = (documentId: string): string => `knowledge_documents.text:${documentId}`;
+// Associated data of encrypted columns come from the pipelines that seal them, so the export always opens them.
+export { knowledgeTextAad, knowledgeTitleAad } from '../../shared/knowledge/aad.js';
 
 /** No conversation of one person comes near this; it only bounds the query. */
 const MAX_MESSAGES_PER_CONVERSATION = 1_000_000;
@@ -115,7 +112,7 @@ async function tenantData(ctx: ApiContext, trx: Knex.Transaction, userId: string
     conversations,
     files: fileRows.map((row) => ({
       id: row.id,
-      name: openOptional(ring, row.name_ciphertext, fileNameAad(row.id), 'files.name'),
+      name: openOptional(ring, row.name_ciphertext, nameAad(row.id), 'files.name'),
       size: Number(row.size),
       type: row.content_type,
       status: row.status,

@@ -7,6 +7,7 @@ import { BULL_BOARD_PATH } from '../routes/bullBoard.js';
 import { createBotSchema, updateBotSchema } from '../routes/bots.js';
 import { historySchema, sendSchema as messageBodySchema } from '../routes/conversations.js';
 import { newUserSchema } from '../routes/users.js';
+import { newDocumentSchema, searchQuerySchema } from '../knowledge/schema.js';
 import * as out from './schemas.js';
 
 /**
@@ -193,6 +194,22 @@ export const ROUTES: readonly RouteSpec[] = [
     ],
   },
   { method: 'delete', path: '/api/files/:id', tag: 'files', access: 'user', summary: 'Delete a file: its row, its data key and every stored version', success: { status: 204, description: 'Deleted' } },
+
+  // knowledge (feature vectordb)
+  {
+    method: 'post', path: '/api/bots/:id/knowledge', tag: 'knowledge', access: 'staff', summary: 'Add a document to a bot\'s knowledge: text, or a stored file (txt, md, html, pdf, docx)',
+    body: newDocumentSchema, bodyExample: { title: 'Opening hours', text: '# Opening hours\n\nWe are open Monday to Friday, 9 to 5.' },
+    success: { status: 202, description: 'Accepted; the embed worker indexes it (`status` becomes `indexed` or `failed`)', schema: out.acceptedDocumentSchema },
+    failures: [{ status: 409, description: '`feature_disabled` without vectordb' }, { status: 422, description: '`unsupported_document`: the file\'s type cannot be indexed' }],
+  },
+  { method: 'get', path: '/api/bots/:id/knowledge', tag: 'knowledge', access: 'staff', summary: 'The bot\'s documents with their status and, when failed, the reason', success: { status: 200, description: 'Documents', schema: out.knowledgeListSchema }, failures: [{ status: 409, description: '`feature_disabled`' }] },
+  { method: 'delete', path: '/api/bots/:id/knowledge/:docId', tag: 'knowledge', access: 'staff', summary: 'Delete a document and its points', success: { status: 204, description: 'Deleted' }, failures: [{ status: 409, description: '`feature_disabled`' }, { status: 503, description: '`unavailable`: Qdrant did not answer; nothing was deleted' }] },
+  {
+    method: 'get', path: '/api/bots/:id/knowledge/search', tag: 'knowledge', access: 'participant', summary: 'Hybrid search (dense + BM25, fused by reciprocal rank) in the bot\'s documents',
+    description: 'Staff of the tenant, or a user or guest taking part in a conversation with the bot. Always filtered by tenant and bot.',
+    query: searchQuerySchema, queryExample: { q: 'opening hours', limit: '5' },
+    success: { status: 200, description: 'Ranked passages', schema: out.knowledgeSearchSchema }, failures: [{ status: 409, description: '`feature_disabled`' }],
+  },
 
   // audit
   { method: 'get', path: '/api/audit', tag: 'audit', access: 'admin', summary: "The tenant's audit events, newest first", query: auditQuerySchema, queryExample: { type: 'auth.', limit: '20' }, success: { status: 200, description: 'Events', schema: out.auditListSchema } },

@@ -59,8 +59,9 @@ export const guestTokenSchema = z.strictObject({ token: z.string().describe('Gue
 export const socketTokenSchema = z.strictObject({ token: z.string().describe('Short-lived access JWT for the Socket.IO handshake') });
 
 export const attachmentSchema = z.strictObject({ id, name: z.string(), size: z.number().int().nonnegative(), type: z.string().describe('Media type sniffed from the bytes') });
+export const sourceSchema = z.strictObject({ documentId: id, title: z.string(), position: z.string().describe('page N or section <heading>') });
 export const messageListSchema = z.strictObject({
-  messages: z.array(z.strictObject({ messageId: id, role: z.enum(['user', 'bot']), text: z.string(), createdAt: timestamp, attachments: z.array(attachmentSchema).optional() })).describe('Oldest first, decrypted'),
+  messages: z.array(z.strictObject({ messageId: id, role: z.enum(['user', 'bot']), text: z.string(), createdAt: timestamp, attachments: z.array(attachmentSchema).optional(), sources: z.array(sourceSchema).optional() })).describe('Oldest first, decrypted'),
 });
 export const fileSchema = z.strictObject({
   id,
@@ -72,6 +73,22 @@ export const fileSchema = z.strictObject({
   source: z.enum(['upload', 'email']),
   failureReason: z.string().nullable(),
   createdAt: z.string(),
+});
+export const knowledgeDocumentSchema = z.strictObject({
+  id,
+  botId: id,
+  title: z.string(),
+  status: z.enum(['pending', 'indexed', 'failed']),
+  reason: z.string().nullable().describe('Why it failed'),
+  chunks: z.number().int().nonnegative(),
+  fileId: id.nullable(),
+  type: z.string(),
+  createdAt: z.string(),
+});
+export const knowledgeListSchema = z.strictObject({ documents: z.array(knowledgeDocumentSchema).describe('Newest first') });
+export const acceptedDocumentSchema = z.strictObject({ id, status: z.literal('pending') });
+export const knowledgeSearchSchema = z.strictObject({
+  results: z.array(z.strictObject({ documentId: id, title: z.string(), position: z.string(), text: z.string(), score: z.number() })).describe('Best first'),
 });
 export const acceptedFileSchema = z.strictObject({ id, status: z.literal('pending') });
 export const acceptedMessageSchema = z.strictObject({ messageId: id });

@@ -651,7 +651,7 @@ function scrollToEnd() {
 }
 
 /** Shows a stored message once (by messageId); a streamed draft with the same id gets its final text. */
-function showMessage({ messageId, role, text, createdAt, attachments }) {
+function showMessage({ messageId, role, text, createdAt, attachments, sources }) {
   if (typeof messageId !== 'string') return;
   let item = state.shown.get(messageId);
   if (item === undefined) {
@@ -664,6 +664,8 @@ function showMessage({ messageId, role, text, createdAt, attachments }) {
   textElement.textContent = String(text ?? '');
   const files = Array.isArray(attachments) ? attachments.filter((attachment) => typeof attachment?.id === 'string' && UUID.test(attachment.id)) : [];
   if (files.length > 0 && item.querySelector('.message-files') === null) item.append(attachmentList(files));
+  const cited = Array.isArray(sources) ? sources.filter((source) => typeof source?.title === 'string') : [];
+  if (cited.length > 0 && item.querySelector('.message-sources') === null) item.append(sourceList(cited));
   // A message of files alone has no text line.
   textElement.hidden = textElement.textContent === '' && item.querySelector('.message-files') !== null;
   if (typeof createdAt === 'string') item.dataset.createdAt = createdAt;
@@ -672,6 +674,28 @@ function showMessage({ messageId, role, text, createdAt, attachments }) {
   if (state.streaming.delete(messageId) && state.streaming.size === 0) ui.messages.removeAttribute('aria-busy');
   state.lastSeenId = messageId;
   scrollToEnd();
+}
+
+/** The documents a bot's answer came from: title and where in it ("page 2", "section Pricing"). */
+function sourceList(sources) {
+  const list = document.createElement('ol');
+  list.className = 'message-sources';
+  list.setAttribute('aria-label', 'Sources');
+  for (const source of sources) {
+    const entry = document.createElement('li');
+    const title = document.createElement('span');
+    title.className = 'source-title';
+    title.textContent = source.title;
+    entry.append(title);
+    if (typeof source.position === 'string' && source.position !== '') {
+      const position = document.createElement('span');
+      position.className = 'source-position';
+      position.textContent = ` — ${source.position}`;
+      entry.append(position);
+    }
+    list.append(entry);
+  }
+  return list;
 }
 
 // ---------------------------------------------------------------------------------------------------------------

@@ -29,7 +29,16 @@ export function conversationRoutes(ctx: ApiContext): Router {
       listMessages(trx, ctx.kernel.keys.columnRing, conversationId(req), { limit: query.limit ?? 200, withAttachments: true, ...(query.after === undefined ? {} : { after: query.after }) }),
     );
     await ctx.audit(req, { type: 'data.read', outcome: 'success', tenantId: tenantOf(caller), actor: actorOf(caller), target: `conversation:${conversationId(req)}`, details: { messages: messages.length } });
-    res.json({ messages: messages.map(({ messageId, role, text, createdAt, attachments }) => ({ messageId, role, text, createdAt, ...(attachments === undefined ? {} : { attachments }) })) });
+    res.json({
+      messages: messages.map(({ messageId, role, text, createdAt, attachments, sources }) => ({
+        messageId,
+        role,
+        text,
+        createdAt,
+        ...(attachments === undefined ? {} : { attachments }),
+        ...(sources === undefined ? {} : { sources }),
+      })),
+    });
   });
 
   router.post('/api/conversations/:id/messages', async (req, res) => {

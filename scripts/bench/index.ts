@@ -21,6 +21,10 @@ const BENCHMARKS: Record<string, Benchmark> = {
     description: 'N MiB (default 1024) to the S3 test server: plain multipart upload vs the files worker (encrypt + upload): MiB/s, ratio, worker peak RSS',
     load: () => import('./files.js'),
   },
+  knowledge: {
+    description: 'N-page PDF (default 100) and a labelled set into the knowledge base (Qdrant stand-in or QDRANT_URL): pages/s, search p50/p99, hit rate at 5 hybrid vs dense',
+    load: () => import('./knowledge.js'),
+  },
   email: {
     description: 'N mails (default 1000) into a bot mailbox in Dovecot, answered over IMAP IDLE → reply → SMTP: mails/s, p50/p99 inbound-to-reply latency',
     load: () => import('./email.js'),

@@ -13,6 +13,15 @@ export interface MessageNewEvent {
   createdAt: string;
   /** Files sent with the message, in order; absent when there are none. */
   attachments?: AttachmentSummary[];
+  /** The knowledge documents a bot's answer came from, best first; absent when none. */
+  sources?: MessageSource[];
+}
+
+/** One knowledge passage an answer used: its document, the document's title, and where in it. */
+export interface MessageSource {
+  documentId: string;
+  title: string;
+  position: string;
 }
 
 export interface MessageChunkEvent {

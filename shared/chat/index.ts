@@ -1,3 +1,3 @@
-export { conversationRoom, type MessageNewEvent, type MessageChunkEvent, type MessageErrorEvent, type ServerToClientEvents } from './events.js';
+export { conversationRoom, type MessageNewEvent, type MessageChunkEvent, type MessageErrorEvent, type MessageSource, type ServerToClientEvents } from './events.js';
 export { insertMessage, findMessage, findReplyTo, listMessages, toMessageEvent, type StoredMessage, type NewMessage } from './messages.js';
 export { ChatEmitter } from './emitter.js';

@@ -2,7 +2,7 @@ import { randomUUID } from 'node:crypto';
 import type { Knex } from 'knex';
 import { openString, sealString, type KeyRing } from '../crypto/index.js';
 import { attachmentsOf, type AttachmentSummary } from '../files/index.js';
-import type { MessageNewEvent } from './events.js';
+import type { MessageNewEvent, MessageSource } from './events.js';
 
 export interface StoredMessage {
   messageId: string;
@@ -12,6 +12,7 @@ export interface StoredMessage {
   createdAt: string;
   replyTo: string | null;
   attachments?: AttachmentSummary[];
+  sources?: MessageSource[];
 }
 
 interface MessageRow {
@@ -21,11 +22,18 @@ interface MessageRow {
   text_ciphertext: string;
   created_at: Date;
   reply_to: string | null;
+  sources_ciphertext: string | null;
 }
 
 /** The ciphertext is bound to its row: moved to another message it no longer decrypts. */
 const textAad = (messageId: string): string => `messages.text:${messageId}`;
-const COLUMNS = ['id', 'conversation_id', 'role', 'text_ciphertext', 'created_at', 'reply_to'];
+const sourcesAad = (messageId: string): string => `messages.sources:${messageId}`;
+const COLUMNS = ['id', 'conversation_id', 'role', 'text_ciphertext', 'created_at', 'reply_to', 'sources_ciphertext'];
+
+function openSources(ring: KeyRing, row: MessageRow): MessageSource[] | undefined {
+  if (row.sources_ciphertext === null) return undefined;
+  return JSON.parse(openString(ring, row.sources_ciphertext, sourcesAad(row.id))) as MessageSource[];
+}
 
 function toMessage(ring: KeyRing, row: MessageRow): StoredMessage {
   return {
@@ -35,12 +43,21 @@ function toMessage(ring: KeyRing, row: MessageRow): StoredMessage {
     text: openString(ring, row.text_ciphertext, textAad(row.id)),
     createdAt: row.created_at.toISOString(),
     replyTo: row.reply_to,
+    ...(row.sources_ciphertext === null ? {} : { sources: openSources(ring, row) }),
   };
 }
 
 export function toMessageEvent(message: StoredMessage): MessageNewEvent {
-  const { conversationId, messageId, role, text, createdAt, attachments } = message;
-  return { conversationId, messageId, role, text, createdAt, ...(attachments === undefined || attachments.length === 0 ? {} : { attachments }) };
+  const { conversationId, messageId, role, text, createdAt, attachments, sources } = message;
+  return {
+    conversationId,
+    messageId,
+    role,
+    text,
+    createdAt,
+    ...(attachments === undefined || attachments.length === 0 ? {} : { attachments }),
+    ...(sources === undefined || sources.length === 0 ? {} : { sources }),
+  };
 }
 
 export interface NewMessage {
@@ -52,6 +69,8 @@ export interface NewMessage {
   text: string;
   clientMessageId?: string | undefined;
   replyTo?: string | undefined;
+  /** The knowledge sources of a bot's answer. */
+  sources?: MessageSource[] | undefined;
 }
 
 /**
@@ -70,6 +89,7 @@ export async function insertMessage(trx: Knex.Transaction, ring: KeyRing, input:
       text_ciphertext: sealString(ring, input.text, textAad(id)),
       client_message_id: input.clientMessageId ?? null,
       reply_to: input.replyTo ?? null,
+      sources_ciphertext: input.sources === undefined || input.sources.length === 0 ? null : sealString(ring, JSON.stringify(input.sources), sourcesAad(id)),
     })
     .onConflict(conflictTarget)
     .ignore()

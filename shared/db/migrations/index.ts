@@ -8,6 +8,7 @@ import * as messageReplies from './006_message_replies.js';
 import * as auditPseudonymise from './007_audit_pseudonymise.js';
 import * as emailDedupe from './009_email_dedupe.js';
 import * as filesPipeline from './010_files_pipeline.js';
+import * as knowledgePipeline from './011_knowledge_pipeline.js';
 
 export interface NamedMigration {
   name: string;
@@ -26,4 +27,5 @@ export const migrations: readonly NamedMigration[] = [
   { name: '007_audit_pseudonymise', up: auditPseudonymise.up, down: auditPseudonymise.down },
   { name: '009_email_dedupe', up: emailDedupe.up, down: emailDedupe.down },
   { name: '010_files_pipeline', up: filesPipeline.up, down: filesPipeline.down },
+  { name: '011_knowledge_pipeline', up: knowledgePipeline.up, down: knowledgePipeline.down },
 ];
