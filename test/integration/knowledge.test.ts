@@ -10,6 +10,7 @@ import { uniqueQueuePrefix } from '../helpers/config.js';
 import { createTestDatabase, type TestDatabase } from '../helpers/db.js';
 import { json, uploadFile, waitForStored } from '../helpers/files.js';
 import { waitFor, REPO_ROOT } from '../helpers/process.js';
+import { startLlmServer, type LlmServer } from '../helpers/llm-server.js';
 import { qdrantForTests, type QdrantForTests } from '../helpers/qdrant-server.js';
 import { corruptPdf, pricingPdf } from '../fixtures/knowledge/make-pdf.js';
 
@@ -33,6 +34,7 @@ describe('knowledge: ingestion through the embed worker, hybrid search, answers 
   this.timeout(120_000);
   let database: TestDatabase;
   let qdrant: QdrantForTests;
+  let llm: LlmServer;
   let api: TestApi;
   let workers: RunningWorkers[] = [];
   let admin: SignedInUser;
@@ -40,9 +42,15 @@ describe('knowledge: ingestion through the embed worker, hybrid search, answers 
 
   before(async () => {
     qdrant = await qdrantForTests();
+    llm = await startLlmServer([{ kind: 'stream', deltas: ['The Team plan costs', ' 49 EUR [1].'] }]);
     database = await createTestDatabase();
     const prefix = uniqueQueuePrefix();
-    const config = apiTestConfig(database.url, { BOTSERVER_FEATURES: 'vectordb', QDRANT_URL: qdrant.url, ...(qdrant.apiKey === undefined ? {} : { QDRANT_API_KEY: qdrant.apiKey }) });
+    const config = apiTestConfig(database.url, {
+      BOTSERVER_FEATURES: 'vectordb',
+      QDRANT_URL: qdrant.url,
+      LLM_BASE_URL: llm.url,
+      ...(qdrant.apiKey === undefined ? {} : { QDRANT_API_KEY: qdrant.apiKey }),
+    });
     api = await startTestApi(config, prefix);
     workers = [await startWorkers(config, 'reply', { queuePrefix: prefix }), await startWorkers(config, 'files', { queuePrefix: prefix }), await startWorkers(config, 'embed', { queuePrefix: prefix })];
     admin = await signedInUser(api, 'admin', `knowledge-a-${randomBytes(3).toString('hex')}`);
@@ -54,6 +62,7 @@ describe('knowledge: ingestion through the embed worker, hybrid search, answers 
     await api?.stop();
     await database?.destroy();
     await qdrant?.stop();
+    await llm?.stop();
   });
 
   async function storedFile(token: string, name: string, content: Buffer): Promise<string> {
@@ -112,6 +121,25 @@ describe('knowledge: ingestion through the embed worker, hybrid search, answers 
     const listed = await restOk('GET', `${api.url}/api/conversations/${conversationId}/messages`, 200, { token: admin.token });
     const stored = (listed.messages as Array<{ text: string; sources?: unknown[] }>).find((message) => message.text.includes('49 EUR'));
     expect(stored?.sources).to.have.length(1);
+  });
+
+  it('gives an LLM bot the passages as numbered sources in its prompt, and records them as the answer\'s sources', async () => {
+    const botId = String((await restOk('POST', `${api.url}/api/bots`, 201, { token: admin.token, body: { name: 'LLM desk', llm: { systemPrompt: 'Be brief.' } } })).id);
+    const document = await addDocument(admin.token, botId, { title: 'Plans', text: '# Prices\n\nThe Team plan costs 49 EUR per month for ten users.' });
+    expect((await waitForDocument(admin.token, botId, document)).status).to.equal('indexed');
+    llm.setScript([{ kind: 'stream', deltas: ['The Team plan costs', ' 49 EUR [1].'] }]);
+    const conversationId = await createConversation(api.url, admin, botId);
+    const chat = await connectClient(api.url, { token: admin.token });
+    expect((await chat.join(conversationId)).ok).to.equal(true);
+    expect((await chat.send(conversationId, 'What does the Team plan cost?', 'llm-1')).ok).to.equal(true);
+    const answer = await chat.waitForMessage((message) => message.role === 'bot' && message.text.includes('[1]'), 20_000);
+    chat.close();
+    expect(answer.sources?.[0]).to.deep.equal({ documentId: document, title: 'Plans', position: 'section Prices' });
+    const body = llm.requests.at(-1)?.body as { messages: Array<{ role: string; content: string }> };
+    const system = body.messages.find((message) => message.role === 'system')?.content ?? '';
+    expect(system).to.include('Be brief.');
+    expect(system).to.include('[1] Plans (section Prices):');
+    expect(system).to.include('49 EUR per month');
   });
 
   it('never returns another tenant\'s or another bot\'s passages, whatever the query', async () => {
