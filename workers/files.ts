@@ -1,93 +1,67 @@
-import { createHash } from 'node:crypto';
-import { Transform } from 'node:stream';
 import { UnrecoverableError, type Job } from 'bullmq';
 import { createStorage, type ObjectStorage } from '../adapters/storage/index.js';
-import { createEncryptStream, type KeyRing } from '../shared/crypto/index.js';
-import { DEFAULT_CHUNK_SIZE } from '../shared/crypto/stream-format.js';
 import { withTenant } from '../shared/db/index.js';
-import { contentAad, dataKeyRing, FileStaging, findFile, newDataKey, wrapDataKey, type FileRow } from '../shared/files/index.js';
+import { FileIntegrityError, FileStaging, findFile, OpenedContent, type FileRow } from '../shared/files/index.js';
 import type { Kernel } from '../shared/kernel.js';
 import { log } from '../shared/log/index.js';
 import type { JobData } from '../shared/queue/index.js';
 
-/** A staged file that never became a job (the API died between staging and enqueueing) is swept after this. */
+/** A staged file that never became a job (its writer died between staging and enqueueing) is swept after this. */
 const ORPHAN_AGE_MS = 5 * 60_000;
 /** An upload the API stopped writing this long ago belongs to a dead request. */
 const ABANDONED_PART_AGE_MS = 15 * 60_000;
 const SWEEP_INTERVAL_MS = 5 * 60_000;
 
-type Step =
-  | { kind: 'gone' }
-  | { kind: 'done'; status: 'stored' | 'failed' }
-  | { kind: 'encrypt'; row: FileRow; wrappedKey: string };
+type Step = { kind: 'gone' } | { kind: 'done'; status: 'stored' | 'failed' } | { kind: 'store'; row: FileRow };
 
 function isLastAttempt(job: Job, error: unknown): boolean {
   if (error instanceof UnrecoverableError) return true;
   return job.attemptsMade + 1 >= (job.opts.attempts ?? 1);
 }
 
-/** Counts and hashes the plaintext as it passes. */
-function measure(): Transform & { bytes: () => number; digest: () => string } {
-  const hash = createHash('sha256');
-  let bytes = 0;
-  const tap = new Transform({
-    transform(chunk: Buffer, _encoding, callback) {
-      hash.update(chunk);
-      bytes += chunk.length;
-      callback(null, chunk);
-    },
-  });
-  return Object.assign(tap, { bytes: () => bytes, digest: () => hash.digest('hex') });
-}
-
-/** What the job has left to do; a retried job reuses the data key it recorded on its first try. */
 async function nextStep(kernel: Kernel, data: JobData<'file-encrypt'>): Promise<Step> {
   return withTenant(kernel.db, data.tenantId, async (trx) => {
     const row = await findFile(trx, data.fileId);
     if (row === undefined) return { kind: 'gone' };
     if (row.status !== 'pending') return { kind: 'done', status: row.status };
-    if (row.wrapped_key !== null) return { kind: 'encrypt', row, wrappedKey: row.wrapped_key };
-    const wrappedKey = wrapDataKey(kernel.keys.payloadRing, row.id, newDataKey());
-    await trx('files').where({ id: row.id }).update({ wrapped_key: wrappedKey, chunk_size: DEFAULT_CHUNK_SIZE, updated_at: trx.fn.now() });
-    return { kind: 'encrypt', row: { ...row, wrapped_key: wrappedKey, chunk_size: DEFAULT_CHUNK_SIZE }, wrappedKey };
+    return { kind: 'store', row };
   });
 }
 
 /**
- * Staged plaintext (itself sealed under the staging key) → the file's own data key, in fixed-size records bound to
- * the file id → the object store, streamed: memory holds a few records and the upload's parts, whatever the size.
+ * The staged file is already the encrypted object (its writer sealed it under the file's own data key as it
+ * arrived). Before storing it, its header must open under the file's wrapped key and its size must be exactly what
+ * the recorded plaintext size gives: a staged file that was cut, swapped or written under another key never
+ * reaches storage. Then it is streamed to the store as it is: memory holds the upload's parts, whatever the size.
  */
-async function encryptToStorage(kernel: Kernel, storage: ObjectStorage, staging: FileStaging, row: FileRow, ring: KeyRing): Promise<{ sha256: string }> {
-  const tap = measure();
-  const source = staging.reader(kernel.keys.payloadRing, row.tenant_id, row.id);
-  const encrypt = createEncryptStream(ring, contentAad(row.id), { chunkSize: row.chunk_size ?? DEFAULT_CHUNK_SIZE });
-  source.on('error', (error) => tap.destroy(error));
-  tap.on('error', (error) => encrypt.destroy(error));
-  await storage.put(row.storage_key, source.pipe(tap).pipe(encrypt));
-  if (tap.bytes() !== Number(row.size)) throw new UnrecoverableError('staged file does not have the recorded size');
-  return { sha256: tap.digest() };
+async function storeStaged(kernel: Kernel, storage: ObjectStorage, staging: FileStaging, row: FileRow): Promise<void> {
+  try {
+    const staged = await OpenedContent.open(kernel.keys.payloadRing, row, {
+      read: (range) => Promise.resolve(staging.reader(row.tenant_id, row.id, range)),
+      size: () => staging.stagedSize(row.tenant_id, row.id),
+    });
+    staged.close();
+  } catch (error) {
+    if (error instanceof FileIntegrityError) {
+      if ((await staging.stagedSize(row.tenant_id, row.id)) === undefined) throw new UnrecoverableError('staged file is missing');
+      throw new UnrecoverableError(`staged file does not authenticate (${error.message})`);
+    }
+    throw error;
+  }
+  await storage.put(row.storage_key, staging.reader(row.tenant_id, row.id));
 }
 
 export async function encryptFile(kernel: Kernel, storage: ObjectStorage, staging: FileStaging, data: JobData<'file-encrypt'>): Promise<void> {
   const step = await nextStep(kernel, data);
-  if (step.kind !== 'encrypt') {
+  if (step.kind !== 'store') {
     await staging.remove(data.tenantId, data.fileId);
     return;
   }
-  const ring = dataKeyRing(kernel.keys.payloadRing, step.row.id, step.wrappedKey);
-  let sha256: string;
-  try {
-    ({ sha256 } = await encryptToStorage(kernel, storage, staging, step.row, ring));
-  } catch (error) {
-    if ((error as NodeJS.ErrnoException).code === 'ENOENT') throw new UnrecoverableError('staged file is missing');
-    throw error;
-  } finally {
-    ring.zeroize();
-  }
+  await storeStaged(kernel, storage, staging, step.row);
   const updated = await withTenant(kernel.db, data.tenantId, (trx) =>
-    trx('files').where({ id: data.fileId, status: 'pending' }).update({ status: 'stored', sha256, failure_reason: null, updated_at: trx.fn.now() }),
+    trx('files').where({ id: data.fileId, status: 'pending' }).update({ status: 'stored', failure_reason: null, updated_at: trx.fn.now() }),
   );
-  // Deleted while it was being encrypted: the object written just now belongs to no one.
+  // Deleted while it was being stored: the object written just now belongs to no one.
   if (updated === 0 && (await withTenant(kernel.db, data.tenantId, (trx) => findFile(trx, data.fileId))) === undefined) await storage.delete(step.row.storage_key);
   await staging.remove(data.tenantId, data.fileId);
 }

@@ -22,7 +22,18 @@ export function fileRoutes(ctx: ApiContext): Router {
     const upload = await receiveUpload(ctx, req, res, tenantId);
     try {
       await withTenant(ctx.kernel.db, tenantId, (trx) =>
-        insertFile(trx, ring(), { id: upload.fileId, tenantId, ownerId: caller.auth.userId, name: upload.name, contentType: upload.contentType, size: upload.size, source: 'upload' }),
+        insertFile(trx, ring(), {
+          id: upload.fileId,
+          tenantId,
+          ownerId: caller.auth.userId,
+          name: upload.name,
+          contentType: upload.contentType,
+          size: upload.size,
+          source: 'upload',
+          wrappedKey: upload.staged.wrappedKey,
+          chunkSize: upload.staged.chunkSize,
+          sha256: upload.staged.sha256,
+        }),
       );
     } catch (error) {
       await ctx.staging.remove(tenantId, upload.fileId);

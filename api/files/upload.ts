@@ -3,7 +3,7 @@ import { Transform, type TransformCallback } from 'node:stream';
 import busboy from 'busboy';
 import type { Request, Response } from 'express';
 import { AppError, ValidationError } from '../../shared/errors.js';
-import { SNIFF_BYTES, sniffType, typeAllowed, type StagingWriter } from '../../shared/files/index.js';
+import { SNIFF_BYTES, sniffType, typeAllowed, type StagedContent, type StagingWriter } from '../../shared/files/index.js';
 import { safeFileName } from '../../shared/paths.js';
 import type { ApiContext } from '../context.js';
 import { noFieldsSchema, parseInput } from '../http/validate.js';
@@ -16,6 +16,8 @@ export interface ReceivedUpload {
   name: string;
   size: number;
   contentType: string;
+  /** The staged, already encrypted content: its wrapped data key, record size and the plaintext's SHA-256. */
+  staged: StagedContent;
 }
 
 export function tooLarge(max: number): AppError {
@@ -80,8 +82,8 @@ export function stopReading(req: Request, res: Response): void {
 }
 
 /**
- * Streams one multipart upload (field `file`) into the staging folder, sealed under the staging key, checking size
- * and type on the way. Nothing of a refused or broken upload remains on disk.
+ * Streams one multipart upload (field `file`) into the staging folder, encrypted as it arrives under the file's own
+ * data key, checking size and type on the way. Nothing of a refused or broken upload remains on disk.
  */
 export async function receiveUpload(ctx: ApiContext, req: Request, res: Response, tenantId: string): Promise<ReceivedUpload> {
   const max = ctx.kernel.config.maxUploadSize;
@@ -105,7 +107,7 @@ export async function receiveUpload(ctx: ApiContext, req: Request, res: Response
   const fileId = randomUUID();
   let writer: StagingWriter | undefined;
 
-  const received = new Promise<ReceivedUpload>((resolve, reject) => {
+  const received = new Promise<Omit<ReceivedUpload, 'staged'>>((resolve, reject) => {
     let settled = false;
     let sawFile = false;
     const fail = (error: unknown): void => {
@@ -157,8 +159,7 @@ export async function receiveUpload(ctx: ApiContext, req: Request, res: Response
   try {
     const upload = await received;
     if (writer === undefined) throw new ValidationError('The upload could not be read', 'file');
-    await writer.commit();
-    return upload;
+    return { ...upload, staged: await writer.commit() };
   } catch (error) {
     if (!req.complete) stopReading(req, res);
     await writer?.abort();

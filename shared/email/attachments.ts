@@ -2,7 +2,7 @@ import { randomUUID } from 'node:crypto';
 import type { Knex } from 'knex';
 import type { Attachment, ParsedMail } from 'mailparser';
 import type { KeyRing } from '../crypto/index.js';
-import { FileStaging, insertFile, SNIFF_BYTES, sniffType, typeAllowed } from '../files/index.js';
+import { FileStaging, insertFile, SNIFF_BYTES, sniffType, typeAllowed, type StagedContent } from '../files/index.js';
 import { safeFileName } from '../paths.js';
 
 /** Most files one inbound mail brings in; the rest are skipped (and counted). */
@@ -37,6 +37,7 @@ export interface AttachmentPolicy {
 /** A staged attachment: a file id whose staged bytes wait for their `files` row (and then a file-encrypt job). */
 export interface StagedAttachment extends AcceptedAttachment {
   fileId: string;
+  sealed: StagedContent;
 }
 
 /** The `cid:` references of the HTML body, lower-cased (mailparser keeps them with `skipImageLinks`). */
@@ -103,7 +104,7 @@ export function skippedCount(selection: AttachmentSelection): number {
 }
 
 /**
- * Writes each accepted attachment to the staging folder (sealed under the staging key, bound to a fresh file id)
+ * Writes each accepted attachment to the staging folder (encrypted under its own data key, bound to a fresh file id)
  * and pushes it to `staged` as soon as it is complete, so a caller can remove what was staged when a later step
  * fails. Throws on an I/O failure (the mail is then handled again later).
  */
@@ -113,12 +114,12 @@ export async function stageAttachments(staging: FileStaging, ring: KeyRing, tena
     const writer = await staging.writer(ring, tenantId, fileId);
     try {
       writer.input.end(attachment.content);
-      await writer.commit();
+      const sealed = await writer.commit();
+      staged.push({ ...attachment, fileId, sealed });
     } catch (error) {
       await writer.abort();
       throw error;
     }
-    staged.push({ ...attachment, fileId });
   }
 }
 
@@ -129,7 +130,18 @@ export async function stageAttachments(staging: FileStaging, ring: KeyRing, tena
 export async function recordAttachments(trx: Knex.Transaction, columnRing: KeyRing, tenantId: string, messageId: string, staged: readonly StagedAttachment[]): Promise<void> {
   if (staged.length === 0) return;
   for (const file of staged) {
-    await insertFile(trx, columnRing, { id: file.fileId, tenantId, ownerId: null, name: file.name, contentType: file.contentType, size: file.content.length, source: 'email' });
+    await insertFile(trx, columnRing, {
+      id: file.fileId,
+      tenantId,
+      ownerId: null,
+      name: file.name,
+      contentType: file.contentType,
+      size: file.content.length,
+      source: 'email',
+      wrappedKey: file.sealed.wrappedKey,
+      chunkSize: file.sealed.chunkSize,
+      sha256: file.sealed.sha256,
+    });
   }
   await trx('message_attachments').insert(staged.map((file, position) => ({ tenant_id: tenantId, message_id: messageId, file_id: file.fileId, position })));
 }

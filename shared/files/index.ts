@@ -1,4 +1,4 @@
-export { contentAad, stagingAad } from './aad.js';
+export { contentAad } from './aad.js';
 export { DEFAULT_UPLOAD_TYPES, typeAllowed } from './allowlist.js';
 export { FileIntegrityError, OpenedContent, type ObjectSource } from './content.js';
 export { dataKeyRing, newDataKey, wrapDataKey } from './dataKey.js';
@@ -16,5 +16,5 @@ export {
   type FileStatus,
   type NewFile,
 } from './repository.js';
-export { FileStaging, type StagedEntry, type StagingWriter } from './staging.js';
+export { FileStaging, type StagedContent, type StagedEntry, type StagingWriter } from './staging.js';
 export { SNIFF_BYTES, sniffType } from './types.js';

@@ -72,6 +72,10 @@ export interface NewFile {
   contentType: string;
   size: number;
   source: 'upload' | 'email';
+  /** From the staging writer: the wrapped data key, the record size and the plaintext's SHA-256. */
+  wrappedKey: string;
+  chunkSize: number;
+  sha256: string;
 }
 
 /** Records a staged file as `pending`. Call inside a tenant-scoped transaction. */
@@ -85,6 +89,9 @@ export async function insertFile(trx: Knex.Transaction, columnRing: KeyRing, fil
     size: file.size,
     storage_key: storageKeyOf(file.tenantId, file.id),
     source: file.source,
+    wrapped_key: file.wrappedKey,
+    chunk_size: file.chunkSize,
+    sha256: file.sha256,
   });
 }
 

@@ -1,17 +1,18 @@
+import { createHash } from 'node:crypto';
 import { createReadStream, createWriteStream } from 'node:fs';
 import { chmod, mkdir, readdir, rename, rm, stat } from 'node:fs/promises';
 import { join } from 'node:path';
-import type { Readable, Writable } from 'node:stream';
+import { Transform, type Readable, type Writable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
-import { createDecryptStream, createEncryptStream, type KeyRing } from '../crypto/index.js';
+import { createEncryptStream, KeyRing } from '../crypto/index.js';
+import { DEFAULT_CHUNK_SIZE } from '../crypto/stream-format.js';
 import { isUuid } from '../db/index.js';
 import { safeJoin } from '../paths.js';
-import { stagingAad } from './aad.js';
+import { contentAad } from './aad.js';
+import { newDataKey, wrapDataKey } from './dataKey.js';
 
 const PART = '.part';
-/** Staging records are large: the file is read back whole, never by range, so fewer records cost less. */
-const STAGING_CHUNK_SIZE = 1024 * 1024;
-const READ_BUFFER_BYTES = STAGING_CHUNK_SIZE + 64 * 1024;
+const READ_BUFFER_BYTES = 1024 * 1024;
 const STAGED = '.staged';
 
 export interface StagedEntry {
@@ -22,22 +23,39 @@ export interface StagedEntry {
   modifiedMs: number;
 }
 
-/** An upload being written: bytes go in through `input`; `commit` makes it a staged file, `abort` removes it. */
+/** What a committed staging file is: its data key (wrapped), record size, and the plaintext's size and SHA-256. */
+export interface StagedContent {
+  wrappedKey: string;
+  chunkSize: number;
+  size: number;
+  sha256: string;
+}
+
+/** An upload being written: plaintext goes in through `input`; `commit` makes it a staged file, `abort` removes it. */
 export interface StagingWriter {
   input: Writable;
   /** Settles when everything written to `input` is on disk (rejects when the write failed). */
   done: Promise<void>;
-  commit(): Promise<void>;
+  commit(): Promise<StagedContent>;
   abort(): Promise<void>;
 }
 
-/**
- * Uploads wait here, between the API that received them and the `files` worker that encrypts them for storage.
- * The folder is BOTSERVER_DATA_DIR/staging (0700; a volume shared by the API and the files workers when they run
- * apart), one sub-folder per tenant, files 0600. Even here the content is never plaintext: it is sealed with the
- * streaming AEAD under BOTSERVER_ENCRYPTION_KEY, bound to the file id. `<id>.part` is being written; `<id>.staged`
- * is complete and has a `file-encrypt` job.
- */
+/** Counts and hashes the plaintext on its way to the cipher. */
+class Measure extends Transform {
+  readonly #hash = createHash('sha256');
+  bytes = 0;
+
+  override _transform(chunk: Buffer, _encoding: BufferEncoding, callback: (error?: Error | null, data?: Buffer) => void): void {
+    this.#hash.update(chunk);
+    this.bytes += chunk.length;
+    callback(null, chunk);
+  }
+
+  digest(): string {
+    return this.#hash.digest('hex');
+  }
+}
+
 export class FileStaging {
   readonly root: string;
 
@@ -49,24 +67,30 @@ export class FileStaging {
     return safeJoin(this.root, tenantId, `${fileId}${kind === 'part' ? PART : STAGED}`);
   }
 
-  async writer(ring: KeyRing, tenantId: string, fileId: string): Promise<StagingWriter> {
+  async writer(master: KeyRing, tenantId: string, fileId: string): Promise<StagingWriter> {
     const folder = safeJoin(this.root, tenantId);
     await mkdir(folder, { recursive: true, mode: 0o700 });
     await chmod(this.root, 0o700);
     const partPath = this.path(tenantId, fileId, 'part');
-    const encrypt = createEncryptStream(ring, stagingAad(fileId), { chunkSize: STAGING_CHUNK_SIZE });
+    const dataKey = newDataKey();
+    const wrappedKey = wrapDataKey(master, fileId, dataKey);
+    const ring = new KeyRing({ current: dataKey });
+    const measure = new Measure();
+    const encrypt = createEncryptStream(ring, contentAad(fileId), { chunkSize: DEFAULT_CHUNK_SIZE });
     const file = createWriteStream(partPath, { flags: 'wx', mode: 0o600 });
-    const done = pipeline(encrypt, file);
+    const done = pipeline(measure, encrypt, file).finally(() => ring.zeroize());
     done.catch(() => undefined); // observed by the caller through `done`; never an unhandled rejection
     return {
-      input: encrypt,
+      input: measure,
       done,
       commit: async () => {
         await done;
         await rename(partPath, this.path(tenantId, fileId, 'staged'));
+        return { wrappedKey, chunkSize: DEFAULT_CHUNK_SIZE, size: measure.bytes, sha256: measure.digest() };
       },
       abort: async () => {
         const aborted = new Error('upload aborted');
+        measure.destroy(aborted);
         encrypt.destroy(aborted);
         file.destroy(aborted);
         await done.catch(() => undefined);
@@ -75,12 +99,14 @@ export class FileStaging {
     };
   }
 
-  /** The staged file's plaintext; the stream errors when the staged bytes were altered or cut. */
-  reader(ring: KeyRing, tenantId: string, fileId: string): Readable {
-    const file = createReadStream(this.path(tenantId, fileId, 'staged'), { highWaterMark: READ_BUFFER_BYTES });
-    const decrypt = createDecryptStream(ring, stagingAad(fileId));
-    file.on('error', (error) => decrypt.destroy(error));
-    return file.pipe(decrypt);
+  /** The staged file's bytes (the encrypted object, as it is to be stored). */
+  reader(tenantId: string, fileId: string, range?: { start: number; end: number }): Readable {
+    return createReadStream(this.path(tenantId, fileId, 'staged'), { highWaterMark: READ_BUFFER_BYTES, ...(range === undefined ? {} : { start: range.start, end: range.end }) });
+  }
+
+  async stagedSize(tenantId: string, fileId: string): Promise<number | undefined> {
+    const info = await stat(this.path(tenantId, fileId, 'staged')).catch(() => undefined);
+    return info?.size;
   }
 
   async remove(tenantId: string, fileId: string): Promise<void> {
