@@ -1,9 +1,11 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
-import { readdirSync } from 'node:fs';
+import { readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { expect } from 'chai';
+import { createStorage } from '../../adapters/storage/index.js';
 import type { Config } from '../../shared/config/index.js';
+import { storageKeyOf } from '../../shared/files/index.js';
 import { apiTestConfig, createTestUser, loginTokens, startTestApi, type TestApi } from '../helpers/api.js';
 import { uniqueQueuePrefix } from '../helpers/config.js';
 import { createTestDatabase, type TestDatabase } from '../helpers/db.js';
@@ -69,6 +71,28 @@ for (const backend of ['local', 's3'] as const) {
       child.once('exit', () => children.delete(child));
       return child;
     }
+
+    it('a staged file cut short before the worker runs ends failed, and nothing is stored', async () => {
+      const user = await createTestUser(config, { role: 'user' });
+      const token = (await loginTokens(api, user)).accessToken;
+      const upload = await uploadStream(api.url, token, 'cut.txt', [Buffer.from('x'.repeat(300_000))]);
+      expect(upload.status, upload.body.toString()).to.equal(202);
+      const id = String(json(upload).id);
+      const staged = filesBelow(join(config.dataDir, 'staging')).find((path) => path.endsWith(`${id}.staged`));
+      expect(staged, 'the upload waits in staging, encrypted').to.be.a('string');
+      const bytes = readFileSync(staged ?? '');
+      expect(bytes.includes(Buffer.from('xxxxxxxxxxxxxxxx')), 'no plaintext in staging').to.equal(false);
+      writeFileSync(staged ?? '', bytes.subarray(0, bytes.length - 1000));
+      const worker = startWorker();
+      const info = await waitForStored(api.url, token, id, 60_000);
+      worker.kill('SIGTERM');
+      expect(info.status).to.equal('failed');
+      expect(String(info.failureReason)).to.match(/does not authenticate/);
+      expect(filesBelow(join(config.dataDir, 'staging')).filter((path) => path.includes(id))).to.deep.equal([]);
+      const storage = createStorage(config);
+      expect(await storage.head(storageKeyOf(user.tenantId, id))).to.equal(undefined);
+      await storage.close();
+    });
 
     it('ends stored after a restart, byte-identical, with no temp file left', async () => {
       const user = await createTestUser(config, { role: 'user' });
