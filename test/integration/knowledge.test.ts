@@ -3,6 +3,7 @@ import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { expect } from 'chai';
 import fc from 'fast-check';
+import { knowledgeListSchema, knowledgeSearchSchema } from '../../api/openapi/schemas.js';
 import { startWorkers, type RunningWorkers } from '../../workers/main.js';
 import { apiTestConfig, startTestApi, type TestApi } from '../helpers/api.js';
 import { connectClient, createConversation, restJson, restOk, signedInUser, signOutAll, type SignedInUser } from '../helpers/chat.js';
@@ -102,6 +103,10 @@ describe('knowledge: ingestion through the embed worker, hybrid search, answers 
       expect(document.chunks).to.be.greaterThan(0);
     }
 
+    const documents = await restOk('GET', `${api.url}/api/bots/${botId}/knowledge`, 200, { token: admin.token });
+    expect(knowledgeListSchema.safeParse(documents).success, 'the list matches its documented schema').to.equal(true);
+    const searched = await restOk('GET', `${api.url}/api/bots/${botId}/knowledge/search?q=plan`, 200, { token: admin.token });
+    expect(knowledgeSearchSchema.safeParse(searched).success, 'the search matches its documented schema').to.equal(true);
     const hits = await search(admin.token, botId, 'Team plan price per month');
     expect(hits[0]?.documentId).to.equal(pdf);
     expect(hits[0]?.text).to.match(/Team\s*\|\s*49 EUR\s*\|\s*10/);

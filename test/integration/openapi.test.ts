@@ -200,14 +200,20 @@ describe('OpenAPI 3.1 document (/api/openapi.json)', function () {
     const upload = await uploadFile(api.url, admin.token, 'doc.txt', Buffer.from('documented\n'));
     expect(upload.status, upload.body.toString()).to.equal(202);
     const fileId = String((JSON.parse(upload.body.toString()) as { id: string }).id);
-    const ids: Record<string, string> = { '/api/bots/:id': botId, '/api/conversations/:id/messages': conversationId, '/api/files/:id': fileId };
+    const ids: Record<string, string> = {
+      '/api/bots/:id': botId,
+      '/api/bots/:id/knowledge': botId,
+      '/api/bots/:id/knowledge/search': botId,
+      '/api/conversations/:id/messages': conversationId,
+      '/api/files/:id': fileId,
+    };
     // A browser session too, for the cookie-only route.
     const login = await sendRaw(api.url, { method: 'POST', path: '/auth/login?cookie=1', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ email: admin.email, password: admin.password }) });
     const cookie = (login.headers['set-cookie'] ?? []).map((line) => line.split(';')[0]).join('; ');
     const csrf = String((JSON.parse(login.text) as { csrfToken?: string }).csrfToken);
     const checked: string[] = [];
     for (const route of routesFor(api.config).filter((candidate) => candidate.method === 'get' && candidate.success.schema !== undefined && candidate.mount !== true)) {
-      const path = route.path.replace(':id', ids[route.path] ?? '');
+      const path = `${route.path.replace(':id', ids[route.path] ?? '')}${route.queryExample === undefined ? '' : `?${new URLSearchParams(route.queryExample).toString()}`}`;
       const headers: Record<string, string> = route.access === 'cookie' ? { cookie, 'x-csrf-token': csrf } : { authorization: `Bearer ${admin.token}` };
       const reply = await sendRaw(api.url, { method: 'GET', path, headers });
       // This server runs without vectordb: the knowledge routes say so, as documented (their successes are tested in knowledge.test.ts).
