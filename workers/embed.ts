@@ -13,6 +13,7 @@ import { passageAad } from '../shared/knowledge/aad.js';
 import { chunkSections } from '../shared/knowledge/chunk.js';
 import { documentText, type DocumentRow } from '../shared/knowledge/documents.js';
 import { extractSections } from '../shared/knowledge/extract.js';
+import { extractInThread } from '../shared/knowledge/extract-thread.js';
 import { pointId } from '../shared/knowledge/points.js';
 import { sparseVector } from '../shared/knowledge/sparse.js';
 import type { TextSection } from '../shared/knowledge/types.js';
@@ -71,7 +72,8 @@ async function loadDocument(kernel: Kernel, storage: ObjectStorage, data: JobDat
   if (file === undefined) throw new UnrecoverableError('file_missing: the document\'s file was deleted');
   if (file.status === 'failed') throw new UnrecoverableError('file_failed: the document\'s file could not be stored');
   if (file.status === 'pending') throw new AppError('file_not_ready', 'the file is still being stored', { status: 409 });
-  return { document, sections: await extractSections(await readFileBytes(kernel, storage, file), file.content_type) };
+  // In a thread with a capped heap: a huge or hostile file fails as document_too_large, the worker goes on.
+  return { document, sections: await extractInThread(await readFileBytes(kernel, storage, file), file.content_type) };
 }
 
 async function embedChunks(embedder: Embedder, texts: string[]): Promise<number[][]> {

@@ -1,0 +1,39 @@
+import { Worker } from 'node:worker_threads';
+import { ExtractionError } from './extract.js';
+import type { TextSection } from './types.js';
+
+/** Heap a document's extraction may use (pdfjs holds a PDF's objects and fonts while it reads). */
+export const EXTRACTION_HEAP_MB = 256;
+
+type ThreadAnswer = { ok: true; sections: TextSection[] } | { ok: false; code: string; message: string; status: number };
+
+/**
+ * Extracts a document in a worker thread whose heap is capped at `heapMb`: a document that needs more (a huge or
+ * hostile PDF) fails as `document_too_large` instead of taking the embed worker's memory with it, and everything
+ * pdfjs held is released when the thread ends.
+ */
+export function extractInThread(bytes: Buffer, type: string, heapMb = EXTRACTION_HEAP_MB): Promise<TextSection[]> {
+  return new Promise((resolve, reject) => {
+    const thread = new Worker(new URL('./extract-thread-entry.mjs', import.meta.url), {
+      workerData: { bytes, type },
+      resourceLimits: { maxOldGenerationSizeMb: heapMb, maxYoungGenerationSizeMb: 32 },
+      stdout: false,
+      stderr: false,
+    });
+    let settled = false;
+    thread.once('message', (answer: ThreadAnswer) => {
+      settled = true;
+      if (answer.ok) resolve(answer.sections);
+      else reject(new ExtractionError(answer.code === 'unsupported_document' || answer.code === 'document_too_large' ? answer.code : 'unreadable_document', answer.message));
+      void thread.terminate();
+    });
+    thread.once('error', (error: Error & { code?: string }) => {
+      if (settled) return;
+      settled = true;
+      reject(error.code === 'ERR_WORKER_OUT_OF_MEMORY' ? new ExtractionError('document_too_large', `reading it needed more than ${heapMb} MB`) : error);
+    });
+    thread.once('exit', (code) => {
+      if (!settled) reject(new ExtractionError('unreadable_document', `the extraction stopped (exit code ${code})`));
+    });
+  });
+}
