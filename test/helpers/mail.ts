@@ -46,7 +46,25 @@ export function addMailUser(prefix = 'user'): MailUser {
   const password = randomBytes(12).toString('hex');
   const hash = execFileSync('doveadm', ['pw', '-s', 'SHA512-CRYPT', '-p', password], { encoding: 'utf8' }).trim();
   appendFileSync(USERS_FILE, `${address}:${hash}::::::\n`);
+  waitUntilLoginWorks(address, password);
   return { address, password };
+}
+
+/**
+ * Dovecot re-reads the passwd file when it changes, but a lookup racing the append can miss the new line: ask its
+ * auth service until the new account logs in (a few ms), so a test never meets a spurious `auth_failed`.
+ */
+function waitUntilLoginWorks(address: string, password: string): void {
+  const config = join(STATE_DIR, 'dovecot', 'dovecot.conf');
+  for (let attempt = 0; attempt < 50; attempt += 1) {
+    try {
+      execFileSync('doveadm', ['-c', config, 'auth', 'test', address, password], { stdio: 'ignore' });
+      return;
+    } catch {
+      Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 20);
+    }
+  }
+  throw new Error(`Dovecot does not accept the new test account ${address}`);
 }
 
 const lmtp = nodemailer.createTransport({ host: '127.0.0.1', port: LMTP_PORT, lmtp: true, ignoreTLS: true } as SMTPTransport.Options);
