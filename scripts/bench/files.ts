@@ -12,7 +12,7 @@ import { apiTestConfig, createTestUser, loginTokens, startTestApi, type TestApi 
 import { uniqueQueuePrefix } from '../../test/helpers/config.js';
 import { createTestDatabase, type TestDatabase } from '../../test/helpers/db.js';
 import { httpRequest, json, multipartFrame, waitForStored } from '../../test/helpers/files.js';
-import { childEnv, makeTempDir, REPO_ROOT } from '../../test/helpers/process.js';
+import { childEnv, sharedSettingsEnv, makeTempDir, REPO_ROOT } from '../../test/helpers/process.js';
 import { round1 } from './stats.js';
 
 /**
@@ -114,12 +114,7 @@ export async function run(args: string[]): Promise<number> {
       stdio: ['ignore', 'ignore', 'inherit'],
       env: childEnv({
         ...s3Env,
-        DATABASE_URL: config.databaseUrl,
-        REDIS_URL: config.redisUrl,
-        BOTSERVER_DATA_DIR: config.dataDir,
-        BOTSERVER_JWT_SECRET: config.secrets.jwtSecret,
-        BOTSERVER_ENCRYPTION_KEY: config.secrets.encryptionKey,
-        DATABASE_ENCRYPTION_KEY: config.secrets.databaseEncryptionKey,
+        ...sharedSettingsEnv(config),
         LOG_LEVEL: 'error',
         TEST_QUEUE_PREFIX: prefix,
       }),

@@ -4,6 +4,7 @@ import net from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import type { Config } from '../../shared/config/index.js';
 
 /**
  * Child processes for integration tests: the botserver CLI (one-shot or long-running) and a private redis-server.
@@ -36,6 +37,21 @@ export function makeTempDir(prefix = 'botserver-proc-'): string {
   const dir = mkdtempSync(join(tmpdir(), prefix));
   tempDirs.add(dir);
   return dir;
+}
+
+/**
+ * What a child process must share with the test's own server to work on its data: the database, Redis, the data
+ * directory (staging) and the three keys.
+ */
+export function sharedSettingsEnv(config: Pick<Config, 'databaseUrl' | 'redisUrl' | 'dataDir' | 'secrets'>): Record<string, string> {
+  return {
+    DATABASE_URL: config.databaseUrl,
+    REDIS_URL: config.redisUrl,
+    BOTSERVER_DATA_DIR: config.dataDir,
+    BOTSERVER_JWT_SECRET: config.secrets.jwtSecret,
+    BOTSERVER_ENCRYPTION_KEY: config.secrets.encryptionKey,
+    DATABASE_ENCRYPTION_KEY: config.secrets.databaseEncryptionKey,
+  };
 }
 
 /**

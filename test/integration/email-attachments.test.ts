@@ -12,7 +12,7 @@ import { uniqueQueuePrefix } from '../helpers/config.js';
 import { createTestDatabase, type TestDatabase } from '../helpers/db.js';
 import { download, elfExecutable, TINY_PNG, waitForStored } from '../helpers/files.js';
 import { addMailUser, channelFor, deliver, ensureMailServer, startSmtpPeer, startTestEmailWorker, type MailUser, type SmtpPeer } from '../helpers/mail.js';
-import { childEnv, REPO_ROOT, waitFor } from '../helpers/process.js';
+import { childEnv, sharedSettingsEnv, REPO_ROOT, waitFor } from '../helpers/process.js';
 
 const FIXTURE = join(REPO_ROOT, 'test', 'fixtures', 'email-worker.ts');
 const MAX_UPLOAD = 64 * 1024;
@@ -179,12 +179,7 @@ describe('e-mail bot: attachments of inbound mail become files of the message', 
       cwd: REPO_ROOT,
       stdio: ['ignore', 'pipe', 'pipe'],
       env: childEnv({
-        DATABASE_URL: config.databaseUrl,
-        REDIS_URL: config.redisUrl,
-        BOTSERVER_DATA_DIR: config.dataDir,
-        BOTSERVER_JWT_SECRET: config.secrets.jwtSecret,
-        BOTSERVER_ENCRYPTION_KEY: config.secrets.encryptionKey,
-        DATABASE_ENCRYPTION_KEY: config.secrets.databaseEncryptionKey,
+        ...sharedSettingsEnv(config),
         BOTSERVER_FEATURES: 'email',
         BOTSERVER_MAX_UPLOAD_SIZE: String(MAX_UPLOAD),
         BOTSERVER_JOB_LOCK_MS: '2000',

@@ -10,7 +10,7 @@ import { apiTestConfig, createTestUser, loginTokens, startTestApi, type TestApi 
 import { uniqueQueuePrefix } from '../helpers/config.js';
 import { createTestDatabase, type TestDatabase } from '../helpers/db.js';
 import { fileInfo, httpRequest, json, uploadStream, waitForStored } from '../helpers/files.js';
-import { childEnv, REPO_ROOT, waitFor } from '../helpers/process.js';
+import { childEnv, sharedSettingsEnv, REPO_ROOT, waitFor } from '../helpers/process.js';
 import { requireS3 } from '../helpers/s3.js';
 
 const FIXTURE = join(REPO_ROOT, 'test', 'fixtures', 'files-worker.ts');
@@ -56,12 +56,7 @@ for (const backend of ['local', 's3'] as const) {
         stdio: ['ignore', 'ignore', 'inherit'],
         env: childEnv({
           ...s3Env,
-          DATABASE_URL: config.databaseUrl,
-          REDIS_URL: config.redisUrl,
-          BOTSERVER_DATA_DIR: config.dataDir,
-          BOTSERVER_JWT_SECRET: config.secrets.jwtSecret,
-          BOTSERVER_ENCRYPTION_KEY: config.secrets.encryptionKey,
-          DATABASE_ENCRYPTION_KEY: config.secrets.databaseEncryptionKey,
+          ...sharedSettingsEnv(config),
           BOTSERVER_JOB_LOCK_MS: '2000',
           LOG_LEVEL: 'error',
           TEST_QUEUE_PREFIX: prefix,
