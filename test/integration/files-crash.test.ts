@@ -1,6 +1,6 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
-import { readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { expect } from 'chai';
 import { createStorage } from '../../adapters/storage/index.js';
@@ -109,7 +109,12 @@ for (const backend of ['local', 's3'] as const) {
       const first = startWorker();
       const queue = api.kernel.queues.queue('file-encrypt');
       await waitFor(async () => (await queue.getActiveCount()) > 0, 30_000, 20);
-      await new Promise((resolve) => setTimeout(resolve, 400));
+      if (backend === 'local') {
+        // Storing to a local folder is fast: kill as soon as the object's temporary file holds part of the file.
+        await waitFor(() => filesBelow(join(config.dataDir, 'files')).some((path) => path.endsWith('.tmp') && (statSync(path, { throwIfNoEntry: false })?.size ?? 0) > 8 * MIB), 30_000, 5);
+      } else {
+        await new Promise((resolve) => setTimeout(resolve, 400));
+      }
       first.kill('SIGKILL');
       await new Promise((resolve) => first.once('exit', resolve));
       expect(json(await fileInfo(api.url, token, id)).status, 'killed before it finished').to.equal('pending');
