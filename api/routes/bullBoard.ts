@@ -117,9 +117,18 @@ const JOB_ACTIONS: Readonly<Record<string, string>> = { retry: 'retry', clean: '
 
 const isQueueName = (value: string | undefined): value is QueueName => (QUEUE_NAMES as readonly string[]).includes(value ?? '');
 
+/** A path segment decoded; a malformed escape (`%c0%ae`) stays as it is: it names no queue or action either way. */
+function decodeSegment(part: string): string {
+  try {
+    return decodeURIComponent(part);
+  } catch {
+    return part;
+  }
+}
+
 /** What a board API request does, from its path under the mount (following Bull Board's own route table). */
 export function boardActionOf(method: string, path: string): BoardAction {
-  const parts = path.split('/').filter((part) => part !== '').map((part) => decodeURIComponent(part));
+  const parts = path.split('/').filter((part) => part !== '').map(decodeSegment);
   const fallback = { action: `${method.toLowerCase()} ${path}` };
   if (parts[0] !== 'api') return fallback;
   if (parts[1] === 'metrics') return { action: parts.slice(1).join('-') };

@@ -240,6 +240,9 @@ describe('Bull Board at /admin/queues: access, CSRF, audit, envelopes only', fun
       ['PUT', '/api/queues/embed/rate-limit/release', { action: 'rate-limit-release', queue: 'embed' }],
       ['PUT', '/api/queues/embed/job-schedulers/nightly/remove', { action: 'job-scheduler-remove', queue: 'embed', schedulerId: 'nightly' }],
       ['PUT', '/api/queues/no-such-queue/1/retry', { action: 'put /api/queues/no-such-queue/1/retry' }],
+      // A malformed escape (found by the route fuzzer) is a path like any other, never an exception.
+      ['PUT', '/%c0%ae%c0%ae', { action: 'put /%c0%ae%c0%ae' }],
+      ['PUT', '/api/queues/%c0%ae/1/retry', { action: 'put /api/queues/%c0%ae/1/retry' }],
     ];
     for (const [method, path, expected] of cases) {
       it(`${method} ${path} → ${expected.action}`, () => {
