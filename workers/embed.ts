@@ -1,9 +1,9 @@
 import { UnrecoverableError, type Job } from 'bullmq';
-import { createEmbedder } from '../adapters/embeddings/index.js';
+import { lazyEmbedder } from '../adapters/embeddings/index.js';
 import type { Embedder } from '../adapters/embeddings/types.js';
 import { createKnowledgeIndex } from '../adapters/qdrant/index.js';
 import type { KnowledgeIndex, KnowledgePoint } from '../adapters/qdrant/types.js';
-import { createStorage, type ObjectStorage } from '../adapters/storage/index.js';
+import { createStorage, objectSource, type ObjectStorage } from '../adapters/storage/index.js';
 import { sealString } from '../shared/crypto/index.js';
 import { withTenant } from '../shared/db/index.js';
 import { AppError } from '../shared/errors.js';
@@ -39,10 +39,7 @@ function isLastAttempt(job: Job, error: unknown): boolean {
 
 async function readFileBytes(kernel: Kernel, storage: ObjectStorage, file: FileRow): Promise<Buffer> {
   const size = Number(file.size);
-  const content = await OpenedContent.open(kernel.keys.payloadRing, file, {
-    read: (range) => storage.get(file.storage_key, range),
-    size: async () => (await storage.head(file.storage_key))?.size,
-  });
+  const content = await OpenedContent.open(kernel.keys.payloadRing, file, objectSource(storage, file.storage_key));
   try {
     if (size === 0) return Buffer.alloc(0);
     const parts: Buffer[] = [];
@@ -131,17 +128,7 @@ export function startEmbedWorker(kernel: Kernel): void {
   if (qdrant === undefined) throw new AppError('invalid_config', 'The embed worker needs QDRANT_URL (feature vectordb)', { status: 500 });
   const storage = createStorage(kernel.config);
   const index = createKnowledgeIndex({ url: qdrant.url, apiKey: qdrant.apiKey });
-  let embedder: Promise<Embedder> | undefined;
-  const loadEmbedder = (): Promise<Embedder> => {
-    const ready =
-      embedder ??
-      createEmbedder(kernel.config).catch((error: unknown) => {
-        embedder = undefined; // probe again on the next job
-        throw error;
-      });
-    embedder = ready;
-    return ready;
-  };
+  const loadEmbedder = lazyEmbedder(kernel.config);
   kernel.queues.worker(
     'embed',
     async (data, job) => {

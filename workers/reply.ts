@@ -2,12 +2,11 @@ import { randomUUID } from 'node:crypto';
 import { UnrecoverableError, type Job } from 'bullmq';
 import { createReplyEngine, LlmError, type BotProfile, type ChatTurn, type BotRule, type LlmSettings, type ReplyEngine } from '../adapters/llm/index.js';
 import { ChatEmitter, findMessage, findReplyTo, insertMessage, listMessages, toMessageEvent, type StoredMessage } from '../shared/chat/index.js';
-import { createEmbedder } from '../adapters/embeddings/index.js';
-import type { Embedder } from '../adapters/embeddings/types.js';
+import { lazyEmbedder } from '../adapters/embeddings/index.js';
 import { createKnowledgeIndex } from '../adapters/qdrant/index.js';
 import { withTenant } from '../shared/db/index.js';
 import { documentTitles } from '../shared/knowledge/documents.js';
-import { retrievePassages } from '../shared/knowledge/retrieval.js';
+import { retrievePassages, titledPassages } from '../shared/knowledge/retrieval.js';
 import { groundTurn, type GroundingPassage } from './grounding.js';
 import type { Kernel } from '../shared/kernel.js';
 import { log } from '../shared/log/index.js';
@@ -90,16 +89,13 @@ function knowledgeRetrieval(kernel: Kernel): Retrieval | undefined {
   const qdrant = kernel.config.qdrant;
   if (!kernel.config.features.has('vectordb') || qdrant === undefined) return undefined;
   const index = createKnowledgeIndex({ url: qdrant.url, apiKey: qdrant.apiKey });
-  let embedder: Promise<Embedder> | undefined;
+  const embedder = lazyEmbedder(kernel.config);
   return async (tenantId, botId, text) => {
     try {
-      const ready = embedder ?? createEmbedder(kernel.config);
-      embedder = ready;
-      const passages = await retrievePassages(await ready, index, kernel.keys.columnRing, { tenantId, botId, text, limit: PASSAGES_PER_ANSWER });
+      const passages = await retrievePassages(await embedder(), index, kernel.keys.columnRing, { tenantId, botId, text, limit: PASSAGES_PER_ANSWER });
       const titles = await withTenant(kernel.db, tenantId, (trx) => documentTitles(trx, kernel.keys.columnRing, passages.map((passage) => passage.documentId)));
-      return passages.filter((passage) => titles.has(passage.documentId)).map((passage) => ({ ...passage, title: titles.get(passage.documentId) ?? '' }));
+      return titledPassages(passages, titles);
     } catch (error) {
-      embedder = undefined;
       log.warn('knowledge retrieval failed; answering without it', { error: error instanceof Error ? error.message : String(error) });
       return [];
     }

@@ -26,3 +26,21 @@ export async function createEmbedder(config: Config, options: CreateEmbedderOpti
   await embedder.init();
   return embedder;
 }
+
+/**
+ * The embedder made on first use and kept: an OpenAI-compatible endpoint is probed for its dimension once. A probe
+ * that fails is forgotten, so the next call tries again.
+ */
+export function lazyEmbedder(config: Config): () => Promise<Embedder> {
+  let pending: Promise<Embedder> | undefined;
+  return () => {
+    const ready =
+      pending ??
+      createEmbedder(config).catch((error: unknown) => {
+        pending = undefined;
+        throw error;
+      });
+    pending = ready;
+    return ready;
+  };
+}

@@ -1,8 +1,9 @@
 import { join } from 'node:path';
+import type { Readable } from 'node:stream';
 import type { Config } from '../../shared/config/index.js';
 import { LocalStorage } from './local.js';
 import { S3Storage } from './s3.js';
-import type { ObjectStorage } from './types.js';
+import type { ByteRange, ObjectStorage } from './types.js';
 
 export type { ByteRange, ObjectStorage } from './types.js';
 export { StorageNotFoundError, StorageRangeError } from './errors.js';
@@ -19,4 +20,12 @@ export function createStorage(config: Config): ObjectStorage {
     return new S3Storage({ endpoint, bucket, region, accessKeyId, secretAccessKey });
   }
   return new LocalStorage(join(config.dataDir, 'files'));
+}
+
+/** One stored object as a byte source for the file reader: ranged reads and its size (undefined when missing). */
+export function objectSource(storage: ObjectStorage, key: string): { read(range?: ByteRange): Promise<Readable>; size(): Promise<number | undefined> } {
+  return {
+    read: (range) => storage.get(key, range),
+    size: async () => (await storage.head(key))?.size,
+  };
 }

@@ -1,6 +1,7 @@
 import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import type { Request, Response } from 'express';
+import { objectSource } from '../../adapters/storage/index.js';
 import { AppError, ConflictError } from '../../shared/errors.js';
 import { OpenedContent, type FileRow } from '../../shared/files/index.js';
 import { log } from '../../shared/log/index.js';
@@ -41,11 +42,7 @@ export async function sendContent(ctx: ApiContext, req: Request, res: Response, 
     res.setHeader('Content-Range', `bytes */${size}`);
     throw new AppError('range_not_satisfiable', 'The requested range is outside the file', { status: 416 });
   }
-  const { storage } = ctx;
-  const content = await OpenedContent.open(ctx.kernel.keys.payloadRing, file, {
-    read: (range) => storage.get(file.storage_key, range),
-    size: async () => (await storage.head(file.storage_key))?.size,
-  });
+  const content = await OpenedContent.open(ctx.kernel.keys.payloadRing, file, objectSource(ctx.storage, file.storage_key));
   try {
     const length = size === 0 ? 0 : answer.end - answer.start + 1;
     if (size === 0) await content.verify(0, 0);

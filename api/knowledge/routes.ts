@@ -4,7 +4,7 @@ import type { Knex } from 'knex';
 import { isUuid, withTenant } from '../../shared/db/index.js';
 import { AppError, NotFoundError } from '../../shared/errors.js';
 import { documentTitles, insertDocument, KNOWLEDGE_TYPES, toDocumentInfo, type DocumentRow } from '../../shared/knowledge/documents.js';
-import { retrievePassages } from '../../shared/knowledge/retrieval.js';
+import { retrievePassages, titledPassages } from '../../shared/knowledge/retrieval.js';
 import type { Caller } from '../auth/authenticate.js';
 import { hasRole, requireRole } from '../auth/rbac.js';
 import { callerOf, tenantOf } from '../chat/access.js';
@@ -111,10 +111,7 @@ export function knowledgeRoutes(ctx: ApiContext): Router {
     });
     const passages = await retrievePassages(await services.embedder(), services.index, ring(), { tenantId, botId, text: query.q, limit: query.limit ?? 5 });
     const titles = await withTenant(ctx.kernel.db, tenantId, (trx) => documentTitles(trx, ring(), passages.map((passage) => passage.documentId)));
-    // A passage whose document was deleted a moment ago is left out rather than shown without its source.
-    const results = passages
-      .filter((passage) => titles.has(passage.documentId))
-      .map((passage) => ({ documentId: passage.documentId, title: titles.get(passage.documentId) ?? '', position: passage.position, text: passage.text, score: passage.score }));
+    const results = titledPassages(passages, titles).map(({ documentId, title, position, text, score }) => ({ documentId, title, position, text, score }));
     res.json({ results });
   });
 

@@ -1,4 +1,4 @@
-import { createEmbedder } from '../../adapters/embeddings/index.js';
+import { lazyEmbedder } from '../../adapters/embeddings/index.js';
 import type { Embedder } from '../../adapters/embeddings/types.js';
 import { createKnowledgeIndex } from '../../adapters/qdrant/index.js';
 import type { KnowledgeIndex } from '../../adapters/qdrant/types.js';
@@ -15,15 +15,7 @@ export interface KnowledgeServices {
 export function knowledgeServices(config: Config): KnowledgeServices | undefined {
   if (!config.features.has('vectordb') || config.qdrant === undefined) return undefined;
   const index = createKnowledgeIndex({ url: config.qdrant.url, apiKey: config.qdrant.apiKey });
-  let embedder: Promise<Embedder> | undefined;
-  return {
-    index,
-    embedder: () =>
-      (embedder ??= createEmbedder(config).catch((error: unknown) => {
-        embedder = undefined;
-        throw error;
-      })),
-  };
+  return { index, embedder: lazyEmbedder(config) };
 }
 
 /** 409 `feature_disabled` when the server runs without vectordb. */

@@ -1,5 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import type { Knex } from 'knex';
+import { z } from 'zod';
 import { openString, sealString, type KeyRing } from '../crypto/index.js';
 import { attachmentsOf, type AttachmentSummary } from '../files/index.js';
 import type { MessageNewEvent, MessageSource } from './events.js';
@@ -28,11 +29,13 @@ interface MessageRow {
 /** The ciphertext is bound to its row: moved to another message it no longer decrypts. */
 const textAad = (messageId: string): string => `messages.text:${messageId}`;
 const sourcesAad = (messageId: string): string => `messages.sources:${messageId}`;
+/** What a message's sealed sources must hold once opened (the row is authentic; the shape is still checked). */
+const sourcesSchema = z.array(z.strictObject({ documentId: z.string(), title: z.string(), position: z.string() }));
 const COLUMNS = ['id', 'conversation_id', 'role', 'text_ciphertext', 'created_at', 'reply_to', 'sources_ciphertext'];
 
 function openSources(ring: KeyRing, row: MessageRow): MessageSource[] | undefined {
   if (row.sources_ciphertext === null) return undefined;
-  return JSON.parse(openString(ring, row.sources_ciphertext, sourcesAad(row.id))) as MessageSource[];
+  return sourcesSchema.parse(JSON.parse(openString(ring, row.sources_ciphertext, sourcesAad(row.id))));
 }
 
 function toMessage(ring: KeyRing, row: MessageRow): StoredMessage {

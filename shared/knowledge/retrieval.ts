@@ -62,3 +62,14 @@ export async function retrievePassages(
       score: hit.score,
     }));
 }
+
+/**
+ * The passages with their documents' titles; a passage whose document was deleted a moment ago (no title) is left
+ * out rather than shown without its source.
+ */
+export function titledPassages(passages: readonly RetrievedPassage[], titles: ReadonlyMap<string, string>): Array<RetrievedPassage & { title: string }> {
+  return passages.flatMap((passage) => {
+    const title = titles.get(passage.documentId);
+    return title === undefined ? [] : [{ ...passage, title }];
+  });
+}
