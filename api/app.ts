@@ -1,11 +1,10 @@
 import cookieParser from 'cookie-parser';
 import express, { type Express } from 'express';
 import helmet from 'helmet';
-import { Redis } from 'ioredis';
-import type { Kernel } from '../shared/kernel.js';
+import { createRedis, type Kernel } from '../shared/kernel.js';
 import { accountDuties, authenticate } from './auth/authenticate.js';
 import { createApiContext, type ApiContext } from './context.js';
-import { allowedOriginsCors } from './http/cors.js';
+import { allowedOriginsCors, widgetOriginsCors } from './http/cors.js';
 import { bodyParsers } from './http/body.js';
 import { errorHandler, notFound } from './http/errors.js';
 import { ipLimits, userLimits } from './http/limits.js';
@@ -15,14 +14,14 @@ import { auditApiCalls, auditRoutes } from './routes/audit.js';
 import { authRoutes } from './routes/auth.js';
 import { botRoutes } from './routes/bots.js';
 import { bullBoardRoutes } from './routes/bullBoard.js';
-import { conversationRoutes } from './routes/conversations.js';
+import { conversationRoutes } from './conversations/routes.js';
 import { fileRoutes } from './files/routes.js';
 import { knowledgeRoutes } from './knowledge/routes.js';
 import { gdprRoutes } from './routes/gdpr.js';
 import { metricsRoutes } from './routes/metrics.js';
 import { healthRoutes } from './routes/health.js';
 import { oidcRoutes } from './routes/oidc.js';
-import { userRoutes } from './routes/users.js';
+import { userRoutes } from './users/routes.js';
 import { webchatRoutes } from './routes/webchat.js';
 
 export interface App {
@@ -36,8 +35,7 @@ export async function createApp(kernel: Kernel): Promise<App> {
   const app = express();
   app.disable('x-powered-by');
   app.set('trust proxy', kernel.config.trustProxy === undefined ? false : parseTrustProxy(kernel.config.trustProxy));
-  const probeRedis = new Redis(kernel.config.redisUrl, { enableOfflineQueue: false, maxRetriesPerRequest: 0, connectionName: 'botserver-readyz' });
-  probeRedis.on('error', () => undefined);
+  const probeRedis = createRedis(kernel.config, 'botserver-readyz', { enableOfflineQueue: false, maxRetriesPerRequest: 0 });
 
   app.use(requestId);
   const tls = kernel.config.tls !== undefined;
@@ -70,6 +68,8 @@ export async function createApp(kernel: Kernel): Promise<App> {
   // all (not even Allow-Credentials/Methods on a preflight); no wildcard is ever sent. The answer depends on Origin.
   app.use(allowedOriginsCors(kernel.config.allowedOrigins));
   app.use(ipLimits(context));
+  // After the IP limit: deciding needs a (cached) database lookup of the bot's widget origins.
+  app.use(widgetOriginsCors(kernel.config.allowedOrigins, context.widgetOrigins));
   app.use(healthRoutes(probeRedis, kernel.db));
   app.use(metricsRoutes(context));
   app.use(bodyParsers()); // JSON with per-route size limits; 415 for any other body type

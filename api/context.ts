@@ -12,6 +12,7 @@ import { LoginGuard } from './auth/loginGuard.js';
 import { ApiMetrics } from './http/metrics.js';
 import { SessionStore } from './auth/sessions.js';
 import { TokenService } from './auth/tokens.js';
+import { WidgetOrigins } from './http/widgetOrigins.js';
 
 /** Everything routes need, built once per API process. */
 export interface ApiContext {
@@ -26,6 +27,8 @@ export interface ApiContext {
   storage: ObjectStorage;
   /** Uploads waiting for the files worker. */
   staging: FileStaging;
+  /** The origins public bots' widgets may run on. */
+  widgetOrigins: WidgetOrigins;
   /** Qdrant and the query embedder, with the vectordb feature. */
   knowledge: KnowledgeServices | undefined;
   /** An Argon2id hash of a random password: unknown e-mails are verified against it so they cost the same time. */
@@ -40,15 +43,17 @@ export async function createApiContext(kernel: Kernel): Promise<ApiContext> {
   // The files worker creates the bucket too; here a failure only means downloads answer 503 until it exists.
   await storage.ensureReady().catch((error: unknown) => log.error('file storage is not ready', { backend: storage.kind, error: error instanceof Error ? error.message : String(error) }));
   kernel.onClose(() => storage.close());
+  const chat = new ChatEmitter(redis);
   return {
     kernel,
     tokens: await TokenService.fromPem(keys.jwtPrivateKeyPem),
-    sessions: new SessionStore(redis, config.sessionTimeoutSeconds, keys.tokenHmacKey),
+    sessions: new SessionStore(redis, config.sessionTimeoutSeconds, keys.tokenHmacKey, (sids) => chat.endSessions(sids)),
     loginGuard: new LoginGuard(redis, config.maxLoginAttempts, config.lockoutDurationSeconds),
-    chat: new ChatEmitter(redis),
+    chat,
     metrics: new ApiMetrics(kernel.queues),
     storage,
     staging: new FileStaging(config.dataDir),
+    widgetOrigins: new WidgetOrigins(kernel.db),
     knowledge: knowledgeServices(config),
     dummyPasswordHash: await hashPassword(randomToken(24)),
     async audit(req, event) {

@@ -1,11 +1,12 @@
 import { Command, CommanderError, Option } from 'commander';
 import { ROLES } from '../shared/accounts/index.js';
-import { loadConfig, generateHexKey, workerFamilies, type Config, type WorkerFamily } from '../shared/config/index.js';
+import { loadConfig, workerFamilies, type Config, type WorkerFamily } from '../shared/config/index.js';
 import { ConfigError, UsageError, AppError } from '../shared/errors.js';
 import { configureProcessLogging, createKernel } from '../shared/kernel.js';
 import { startApiServer } from '../api/server.js';
 import { startWorkers } from '../workers/main.js';
 import { verifyAudit } from './commands/audit.js';
+import { envFileLines, keyLines, writeEnvFile } from './commands/keygen.js';
 import { migrate } from './commands/migrate.js';
 import { startAll } from './commands/start.js';
 import { createUser } from './commands/users.js';
@@ -51,11 +52,18 @@ program
 
 program
   .command('keygen')
-  .description('print three new 256-bit keys for production')
-  .action(() => {
-    for (const name of ['BOTSERVER_JWT_SECRET', 'BOTSERVER_ENCRYPTION_KEY', 'DATABASE_ENCRYPTION_KEY']) {
-      process.stdout.write(`${name}=${generateHexKey()}\n`);
+  .description('print three new 256-bit keys for production; with --out, write every secret a deployment needs')
+  .option('--out <path>', 'write a new env file (0600): the three keys, BOTSERVER_JWT_PRIVATE_KEY, BOTSERVER_METRICS_TOKEN')
+  .option('--secret <NAME...>', 'with --out: also a random password for each NAME (e.g. POSTGRES_PASSWORD)')
+  .action((options: { out?: string; secret?: string[] }) => {
+    if (options.out === undefined) {
+      if (options.secret !== undefined) throw new UsageError('--secret', '--secret needs --out');
+      process.stdout.write(`${keyLines().join('\n')}\n`);
+      return;
     }
+    const lines = envFileLines(options.secret ?? []);
+    writeEnvFile(options.out, lines);
+    process.stdout.write(`wrote ${lines.length} secrets to ${options.out} (mode 0600): ${lines.map((line) => line.split('=')[0]).join(', ')}\n`);
   });
 
 const user = program.command('user').description('manage local accounts');

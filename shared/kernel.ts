@@ -1,11 +1,15 @@
-import { Redis } from 'ioredis';
+import type { Redis } from 'ioredis';
 import type { Knex } from 'knex';
 import { AuditRecorder } from './audit/index.js';
 import type { Config } from './config/index.js';
 import { createDb, familyRole, type ProcessFamily } from './db/index.js';
 import { Keys } from './keys.js';
 import { configureLogger, log } from './log/index.js';
+import { EgressPolicy, ownListenAddresses, type Resolver } from './net/egress.js';
 import { QueueFactory } from './queue/index.js';
+import { createRedis } from './redis.js';
+
+export { createRedis } from './redis.js';
 
 /** What every process (API or worker family) stands on: configuration, keys, Redis, PostgreSQL, queues, audit. */
 export interface Kernel {
@@ -18,14 +22,18 @@ export interface Kernel {
   db: Knex;
   queues: QueueFactory;
   audit: AuditRecorder;
+  /** The egress policy for connections to addresses a tenant chose (BOTSERVER_EGRESS_ALLOW). */
+  egress: EgressPolicy;
   /** Runs `task` first when the kernel closes (a family's own timers and clients). */
   onClose(task: () => Promise<void>): void;
   close(): Promise<void>;
 }
 
 export interface KernelOptions {
-  /** Redis key prefix for queues (tests isolate themselves with it). */
+  /** Redis key prefix for queues, instead of BOTSERVER_QUEUE_PREFIX (tests isolate themselves with it). */
   queuePrefix?: string;
+  /** Name resolution for the egress policy (tests resolve names with a stub, never through DNS). */
+  resolver?: Resolver;
 }
 
 export function configureProcessLogging(config: Config, service: string): void {
@@ -43,30 +51,26 @@ export function configureProcessLogging(config: Config, service: string): void {
       config.s3?.secretAccessKey ?? '',
       config.oidc?.clientSecret ?? '',
       config.metricsToken ?? '',
+      config.redisSentinel?.password ?? '',
     ],
   });
   for (const warning of config.warnings) log.warn(`INSECURE SETTING: ${warning}`);
 }
 
-export function createRedis(url: string, name: string): Redis {
-  const redis = new Redis(url, { maxRetriesPerRequest: null, connectionName: name, lazyConnect: false });
-  redis.on('error', (error: Error) => log.debug('redis connection error', { connection: name, error: error.message }));
-  return redis;
-}
-
 export function createKernel(config: Config, family: ProcessFamily, options: KernelOptions = {}): Kernel {
   const keys = new Keys(config.secrets);
-  const redis = createRedis(config.redisUrl, `botserver-${family}`);
+  const redis = createRedis(config, `botserver-${family}`);
   const db = createDb({ url: config.databaseUrl, role: familyRole[family] });
-  const queues = new QueueFactory({ connection: redis, ring: keys.payloadRing, ...(options.queuePrefix === undefined ? {} : { prefix: options.queuePrefix }) });
+  const queues = new QueueFactory({ connection: redis, ring: keys.payloadRing, prefix: options.queuePrefix ?? config.queuePrefix });
   let auditDb: Knex | undefined = family === 'audit' ? db : undefined;
   const fallbackDb = (): Knex => (auditDb ??= createDb({ url: config.databaseUrl, role: familyRole.audit, poolMax: 2 }));
   const audit = new AuditRecorder({
     enabled: config.auditEnabled,
     queues,
     fallbackDb,
-    keys: { chainKey: keys.auditChainKey, pseudonymKey: keys.pseudonymKey },
+    keys: keys.auditKeys,
   });
+  const egress = new EgressPolicy({ allow: config.egressAllow, ownAddresses: ownListenAddresses(config.host), ...(options.resolver === undefined ? {} : { resolver: options.resolver }) });
   let closed = false;
   const closeTasks: Array<() => Promise<void>> = [];
   return {
@@ -77,6 +81,7 @@ export function createKernel(config: Config, family: ProcessFamily, options: Ker
     db,
     queues,
     audit,
+    egress,
     onClose(task) {
       closeTasks.push(task);
     },

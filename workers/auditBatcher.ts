@@ -1,5 +1,5 @@
 import type { Knex } from 'knex';
-import { appendAuditEvents, type ChainKeys } from '../shared/audit/index.js';
+import { appendAuditEvents, type ChainKeySource } from '../shared/audit/index.js';
 import type { AuditEventPayload } from '../shared/queue/index.js';
 
 interface Pending {
@@ -20,7 +20,7 @@ export class AuditBatcher {
 
   constructor(
     private readonly db: Knex,
-    private readonly keys: ChainKeys,
+    private readonly keys: ChainKeySource,
     private readonly maxBatch = 200,
     private readonly maxWaitMs = 10,
   ) {}

@@ -3,7 +3,7 @@ import { UnrecoverableError } from 'bullmq';
 import type { ImapFlow } from 'imapflow';
 import type { Knex } from 'knex';
 import { simpleParser } from 'mailparser';
-import { imapClient } from '../adapters/imap/index.js';
+import { imapClient, imapDestination } from '../adapters/imap/index.js';
 import { sendReply, SmtpPools } from '../adapters/smtp/index.js';
 import { findMessage, insertMessage } from '../shared/chat/index.js';
 import { blindIndex, normaliseEmail, openString, sealString } from '../shared/crypto/index.js';
@@ -14,6 +14,7 @@ import { extractMeta, inputText, isSafeAddress, normaliseSubject, replySubject, 
 import { FileStaging } from '../shared/files/index.js';
 import type { Kernel } from '../shared/kernel.js';
 import { log } from '../shared/log/index.js';
+import { EgressDeniedError } from '../shared/net/egress.js';
 import type { JobData } from '../shared/queue/index.js';
 
 /** Timings of the e-mail family; tests shorten them. */
@@ -97,6 +98,8 @@ class MailboxWatcher {
   private client: ImapFlow | undefined;
   private syncing: Promise<void> = Promise.resolve();
   private wake: (() => void) | undefined;
+  /** Set while the egress policy refuses the mailbox's server, so that the refusal is audited once, not per retry. */
+  private refused = false;
   private readonly staging: FileStaging;
   readonly done: Promise<void>;
 
@@ -142,7 +145,16 @@ class MailboxWatcher {
   }
 
   private async watch(channel: EmailChannel): Promise<void> {
-    const client = imapClient(channel.imap, { autoIdleDelayMs: 100 });
+    // Checked (and resolved) on every connection: a name that now resolves to an internal address is refused.
+    const destination = await imapDestination(this.kernel.egress, channel.imap).catch(async (error: unknown) => {
+      if (error instanceof EgressDeniedError && !this.refused) {
+        this.refused = true;
+        await auditEgressRefusal(this.kernel, this.tenantId, this.botId, error);
+      }
+      throw error;
+    });
+    this.refused = false;
+    const client = imapClient(channel.imap, destination, { autoIdleDelayMs: 100 });
     this.client = client;
     const closed = new Promise<void>((resolve) => client.once('close', () => resolve()));
     client.on('error', (error: Error) => log.debug('imap error', { botId: this.botId, error: error.name }));
@@ -444,10 +456,15 @@ export async function sendEmailReply(kernel: Kernel, pools: SmtpPools, data: Job
   const outgoingId = `${data.botMessageId}@${domain}`;
   // Recorded before sending: a reply to the reply finds this conversation by its In-Reply-To.
   await withTenant(kernel.db, data.tenantId, (trx) => trx('messages').where({ id: data.botMessageId }).update({ email_message_id_index: emailMessageIdIndex(kernel.keys.blindIndexKey, context.botId, outgoingId) }));
+  const transport = await pools.get(context.botId, channel.smtp).catch(async (error: unknown) => {
+    if (!(error instanceof EgressDeniedError)) throw error;
+    await auditEgressRefusal(kernel, data.tenantId, context.botId, error);
+    // The settings would be refused again on every attempt.
+    throw new UnrecoverableError(`the egress policy refuses the bot's SMTP server (${error.reason})`);
+  });
   const mark = `${kernel.queues.prefix}:email:replied:${context.inboundIndex}`;
   const taken = await kernel.redis.set(mark, `sending:${data.botMessageId}`, 'EX', IDEMPOTENCY_TTL_S, 'NX');
   if (taken !== 'OK') return 'already';
-  const transport = pools.get(context.botId, channel.smtp);
   try {
     await sendReply(transport, {
       from: { name: '', address: channel.address },
@@ -467,6 +484,18 @@ export async function sendEmailReply(kernel: Kernel, pools: SmtpPools, data: Job
   return 'sent';
 }
 
+/** A stored channel whose server the egress policy now refuses (its name may resolve elsewhere than when it was saved). */
+async function auditEgressRefusal(kernel: Kernel, tenantId: string, botId: string, error: EgressDeniedError): Promise<void> {
+  log.warn('egress policy refused a mailbox server', { botId, protocol: error.protocol, reason: error.reason });
+  await kernel.audit.record({
+    type: 'security.violation',
+    outcome: 'denied',
+    tenantId,
+    target: `bot:${botId}`,
+    details: { violation: 'egress_denied', field: error.field, protocol: error.protocol, reason: error.reason, host: error.host },
+  });
+}
+
 /** The `email` worker family: inbound (IMAP watchers under leases) and outbound (the email-outbound queue). */
 export function startEmailWorker(kernel: Kernel, options: Partial<EmailWorkerOptions> = {}): void {
   if (!kernel.config.features.has('email')) {
@@ -474,7 +503,7 @@ export function startEmailWorker(kernel: Kernel, options: Partial<EmailWorkerOpt
     return;
   }
   const settings = { ...DEFAULT_EMAIL_OPTIONS, ...options };
-  const pools = new SmtpPools();
+  const pools = new SmtpPools(kernel.egress);
   kernel.queues.worker(
     'email-outbound',
     async (data, job) => {

@@ -2,6 +2,7 @@ import type { Config, WorkerFamily } from '../shared/config/index.js';
 import { UsageError } from '../shared/errors.js';
 import { createKernel, type Kernel, type KernelOptions } from '../shared/kernel.js';
 import { log } from '../shared/log/index.js';
+import { startHealthListener, type HealthListener } from './health.js';
 
 type StartFamily = (kernel: Kernel) => void;
 
@@ -24,6 +25,9 @@ export const availableFamilies = Object.keys(FAMILIES) as WorkerFamily[];
 
 export interface RunningWorkers {
   families: WorkerFamily[];
+  /** The `/healthz` + `/readyz` listener's port (BOTSERVER_HEALTH_PORT), when there is one. */
+  healthPort: number | undefined;
+  /** Takes no new job, lets every active job finish (BullMQ's graceful close), then closes connections and zeroes keys. */
   shutdown(): Promise<void>;
 }
 
@@ -44,14 +48,27 @@ export async function startWorkers(config: Config, which: WorkerFamily | 'all', 
     starters[index]?.(kernel);
     kernels.push(kernel);
   });
+  const firstKernel = kernels[0];
+  let health: HealthListener | undefined;
+  if (config.healthPort !== undefined && firstKernel !== undefined) {
+    try {
+      health = await startHealthListener(config, config.healthPort, firstKernel.db);
+    } catch (error) {
+      await Promise.allSettled(kernels.map((kernel) => kernel.close()));
+      throw error;
+    }
+  }
   log.info('workers started', { families });
   let stopping: Promise<void> | undefined;
   return {
     families,
+    healthPort: health?.port,
     shutdown: () =>
       (stopping ??= (async () => {
         log.info('workers shutting down');
+        health?.markStopping();
         await Promise.allSettled(kernels.map((kernel) => kernel.close()));
+        await health?.close();
         log.info('workers stopped');
       })()),
   };

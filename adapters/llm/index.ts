@@ -9,6 +9,7 @@ export {
   botRulesSchema,
   foldForMatching,
   isRegexMatch,
+  findRule,
   matchRule,
   parseBotRules,
 } from './rules.js';

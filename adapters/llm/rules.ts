@@ -70,6 +70,7 @@ export const botRuleSchema = z.strictObject({
       }
     }),
   reply: z.string().min(1).max(MAX_REPLY_LENGTH),
+  handoff: z.boolean().optional(),
 });
 
 /** A bot's rules: at most 100, tried in order. */
@@ -146,6 +147,11 @@ function runRegexes(regexes: RegExp[], text: string, ruleIndex: (index: number) 
  * at. Rules that are not valid (e.g. stored before validation) never match. Never throws.
  */
 export function matchRule(rules: readonly BotRule[], message: string): string | undefined {
+  return findRule(rules, message)?.rule.reply;
+}
+
+/** The first rule that matches `message` (see matchRule) and its index, or undefined. Never throws. */
+export function findRule(rules: readonly BotRule[], message: string): { index: number; rule: BotRule } | undefined {
   const text = message.length > MAX_MATCHED_MESSAGE_LENGTH ? message.slice(0, MAX_MATCHED_MESSAGE_LENGTH) : message;
   let foldedText: string | undefined;
   // Regex rules met before the first plain match: [rule index, regex].
@@ -176,6 +182,6 @@ export function matchRule(rules: readonly BotRule[], message: string): string | 
     const hit = pending[found];
     if (hit !== undefined) winner = hit[0];
   }
-  const reply = winner >= 0 ? rules[winner]?.reply : undefined;
-  return typeof reply === 'string' ? reply : undefined;
+  const rule = winner >= 0 ? rules[winner] : undefined;
+  return rule !== undefined && typeof rule.reply === 'string' ? { index: winner, rule } : undefined;
 }

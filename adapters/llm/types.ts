@@ -6,10 +6,14 @@ export interface ChatTurn {
   text: string;
 }
 
-/** A rule of a bot: `match` is a case-insensitive word or phrase, or `/regex/flags`; `reply` is the answer. */
+/**
+ * A rule of a bot: `match` is a case-insensitive word or phrase, or `/regex/flags`; `reply` is the answer;
+ * `handoff` also puts the conversation in the waiting list for a person.
+ */
 export interface BotRule {
   match: string;
   reply: string;
+  handoff?: boolean;
 }
 
 /** A bot's use of the server's OpenAI-compatible endpoint (`LLM_*`). */

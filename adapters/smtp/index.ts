@@ -3,6 +3,7 @@ import nodemailer, { type Transporter } from 'nodemailer';
 import type SMTPPool from 'nodemailer/lib/smtp-pool/index.js';
 import type SMTPTransport from 'nodemailer/lib/smtp-transport/index.js';
 import type { EmailEndpoint } from '../../shared/email/channel.js';
+import { EgressResolveError, type CheckedDestination, type EgressPolicy } from '../../shared/net/egress.js';
 import { classifyConnectionError, EmailConnectionError } from '../imap/errors.js';
 
 export interface TransportOptions {
@@ -10,27 +11,50 @@ export interface TransportOptions {
   timeoutMs?: number;
 }
 
-export function smtpTransport(endpoint: EmailEndpoint, options: TransportOptions = {}): Transporter<SMTPTransport.SentMessageInfo> {
+/** The SMTP server of an endpoint as the egress policy allows it (throws EgressDeniedError or EgressResolveError). */
+export function smtpDestination(egress: EgressPolicy, endpoint: EmailEndpoint, field = 'email.smtp'): Promise<CheckedDestination> {
+  return egress.check({ host: endpoint.host, port: endpoint.port, protocol: 'smtp', field });
+}
+
+/**
+ * TLS settings for a checked destination: the certificate is always verified, against the host name the endpoint
+ * names (also sent as SNI) while the socket goes to the checked address.
+ */
+function tlsFor(destination: CheckedDestination): { rejectUnauthorized: true; servername?: string } {
+  return destination.servername === undefined ? { rejectUnauthorized: true } : { rejectUnauthorized: true, servername: destination.servername };
+}
+
+export function smtpTransport(endpoint: EmailEndpoint, destination: CheckedDestination, options: TransportOptions = {}): Transporter<SMTPTransport.SentMessageInfo> {
   const timeout = options.timeoutMs ?? 30_000;
   const settings: SMTPTransport.Options = {
-    host: endpoint.host,
-    port: endpoint.port,
+    host: destination.address,
+    port: destination.port,
     secure: endpoint.secure,
     auth: { user: endpoint.user, pass: endpoint.pass },
     connectionTimeout: timeout,
     greetingTimeout: timeout,
     socketTimeout: timeout * 2,
-    // Certificates are always verified; a plain (non-TLS) server is used as-is only when `secure` is false.
-    tls: { rejectUnauthorized: true },
+    // A plain (non-TLS) server is used as-is only when `secure` is false (STARTTLS when it offers it).
+    tls: tlsFor(destination),
     logger: false,
     debug: false,
   };
   return nodemailer.createTransport(settings);
 }
 
-/** Connection test: connect, (STARTTLS), log in, quit. Throws EmailConnectionError with a reason code. */
-export async function verifySmtp(endpoint: EmailEndpoint, timeoutMs = 5000): Promise<void> {
-  const transport = smtpTransport(endpoint, { timeoutMs });
+/**
+ * Connection test: the egress policy first (a refused destination throws EgressDeniedError before any socket
+ * exists), then connect, (STARTTLS), log in, quit. Throws EmailConnectionError with a reason code.
+ */
+export async function verifySmtp(endpoint: EmailEndpoint, egress: EgressPolicy, timeoutMs = 5000): Promise<void> {
+  let destination: CheckedDestination;
+  try {
+    destination = await smtpDestination(egress, endpoint);
+  } catch (error) {
+    if (error instanceof EgressResolveError) throw new EmailConnectionError('smtp', 'unreachable', error);
+    throw error;
+  }
+  const transport = smtpTransport(endpoint, destination, { timeoutMs });
   try {
     await transport.verify();
   } catch (error) {
@@ -71,35 +95,54 @@ export async function sendReply<T>(transport: Transporter<T>, reply: OutgoingRep
   });
 }
 
+/** How long a pool keeps the address its destination was checked at before the policy is asked again. */
+const POOL_RECHECK_MS = 5 * 60_000;
+
 /**
  * Pooled SMTP connections, one pool per bot and settings (changed settings get a new pool; the old one closes).
- * Sending a burst of replies then costs one TLS handshake and login per connection, not per mail.
+ * Sending a burst of replies then costs one TLS handshake and login per connection, not per mail. A pool connects
+ * to the address the egress policy checked when it was made; it is made again (checked again) every few minutes.
  */
 export class SmtpPools {
-  private readonly pools = new Map<string, { fingerprint: string; transport: Transporter<SMTPPool.SentMessageInfo> }>();
+  private readonly pools = new Map<string, { fingerprint: string; address: string; checkedAt: number; transport: Transporter<SMTPPool.SentMessageInfo> }>();
 
-  get(botId: string, endpoint: EmailEndpoint): Transporter<SMTPPool.SentMessageInfo> {
+  constructor(private readonly egress: EgressPolicy) {}
+
+  /** The bot's pool; throws EgressDeniedError (or EgressResolveError) when the policy refuses its server. */
+  async get(botId: string, endpoint: EmailEndpoint): Promise<Transporter<SMTPPool.SentMessageInfo>> {
     const fingerprint = createHash('sha256').update(JSON.stringify(endpoint)).digest('hex');
     const existing = this.pools.get(botId);
-    if (existing !== undefined && existing.fingerprint === fingerprint) return existing.transport;
+    if (existing !== undefined && existing.fingerprint === fingerprint && Date.now() - existing.checkedAt < POOL_RECHECK_MS) return existing.transport;
+    let destination: CheckedDestination;
+    try {
+      destination = await smtpDestination(this.egress, endpoint);
+    } catch (error) {
+      existing?.transport.close();
+      this.pools.delete(botId);
+      throw error;
+    }
+    if (existing !== undefined && existing.fingerprint === fingerprint && existing.address === destination.address) {
+      existing.checkedAt = Date.now();
+      return existing.transport;
+    }
     existing?.transport.close();
     const settings: SMTPPool.Options = {
       pool: true,
       maxConnections: 5,
       maxMessages: 500,
-      host: endpoint.host,
-      port: endpoint.port,
+      host: destination.address,
+      port: destination.port,
       secure: endpoint.secure,
       auth: { user: endpoint.user, pass: endpoint.pass },
       connectionTimeout: 30_000,
       greetingTimeout: 30_000,
       socketTimeout: 60_000,
-      tls: { rejectUnauthorized: true },
+      tls: tlsFor(destination),
       logger: false,
       debug: false,
     };
     const transport = nodemailer.createTransport(settings);
-    this.pools.set(botId, { fingerprint, transport });
+    this.pools.set(botId, { fingerprint, address: destination.address, checkedAt: Date.now(), transport });
     return transport;
   }
 

@@ -1,5 +1,5 @@
 import type { Request } from 'express';
-import { emailIndex, findUserByEmailIndex, rolesOf, verifyPassword, type UserRow } from '../../shared/accounts/index.js';
+import { emailIndex, findUserByEmail, rolesOf, verifyPassword, type UserRow } from '../../shared/accounts/index.js';
 import { AppError, UnauthorizedError } from '../../shared/errors.js';
 import type { ApiContext } from '../context.js';
 import { verifySecondFactor } from './mfa.js';
@@ -58,7 +58,7 @@ async function fail(ctx: ApiContext, req: Request, accountKey: string, user: Use
 export async function login(ctx: ApiContext, req: Request, input: LoginInput): Promise<UserRow> {
   const accountKey = emailIndex(ctx.kernel.keys, input.email);
   const state = await ctx.loginGuard.check(accountKey, req.ip ?? 'unknown');
-  const user = await findUserByEmailIndex(ctx.kernel.db, accountKey);
+  const user = await findUserByEmail(ctx.kernel.db, ctx.kernel.keys, input.email);
   if (state.blocked) {
     if (state.reason === 'account_locked') await fail(ctx, req, accountKey, user, 'locked');
     await ctx.audit(req, { actor: user?.id ?? null, type: 'auth.login.failure', outcome: 'denied', details: { reason: 'ip_blocked' } });

@@ -22,8 +22,25 @@ redis.call('SET', KEYS[1], ARGV[1], 'EX', ARGV[2])
 return 1
 `;
 
-function recoveryCodeHash(ctx: ApiContext, userId: string, code: string): string {
-  return hmacHex(ctx.kernel.keys.tokenHmacKey, `recovery\0${userId}\0${code.trim().toLowerCase()}`);
+const recoveryMessage = (userId: string, code: string): string => `recovery\0${userId}\0${code.trim().toLowerCase()}`;
+
+/** A recovery code as stored: `<kid>:<hmac>` under the current recovery-code key. */
+function recoveryCodeEntry(ctx: ApiContext, userId: string, code: string): string {
+  const { current } = ctx.kernel.keys.recoveryCodeKeys;
+  return `${current.kid}:${hmacHex(current.key, recoveryMessage(userId, code))}`;
+}
+
+/**
+ * Every form a stored code could have: `<kid>:<hmac>` under the current or a previous recovery-code key, or (codes
+ * made before key ids) a bare hmac keyed with the current or a previous BOTSERVER_JWT_SECRET itself.
+ */
+function recoveryCodeCandidates(ctx: ApiContext, userId: string, code: string): string[] {
+  const { recoveryCodeKeys, legacyRecoveryRoots } = ctx.kernel.keys;
+  const message = recoveryMessage(userId, code);
+  return [
+    ...[recoveryCodeKeys.current, ...recoveryCodeKeys.previous].map((entry) => `${entry.kid}:${hmacHex(entry.key, message)}`),
+    ...legacyRecoveryRoots.map((root) => hmacHex(root, message)),
+  ];
 }
 
 async function checkTotp(ctx: ApiContext, user: UserRow, code: string): Promise<boolean> {
@@ -36,12 +53,12 @@ async function checkTotp(ctx: ApiContext, user: UserRow, code: string): Promise<
 }
 
 async function useRecoveryCode(ctx: ApiContext, user: UserRow, code: string): Promise<boolean> {
-  const hash = recoveryCodeHash(ctx, user.id, code);
-  // Removing the hash in the same statement that finds it makes each code single-use, even under races.
+  const candidates = recoveryCodeCandidates(ctx, user.id, code);
+  // Removing the entry in the same statement that finds it makes each code single-use, even under races.
   const rows = await ctx.kernel.db('users')
     .where({ id: user.id })
-    .whereRaw('mfa_recovery_codes \\? ?', [hash])
-    .update({ mfa_recovery_codes: ctx.kernel.db.raw('mfa_recovery_codes - ?', [hash]) }, ['id']);
+    .whereRaw('mfa_recovery_codes \\?| ?::text[]', [candidates])
+    .update({ mfa_recovery_codes: ctx.kernel.db.raw('mfa_recovery_codes - ?::text[]', [candidates]) }, ['id']);
   return rows.length === 1;
 }
 
@@ -75,7 +92,7 @@ export async function completeEnrolment(ctx: ApiContext, user: UserRow, code: st
     .update(
       {
         mfa_enabled: true,
-        mfa_recovery_codes: JSON.stringify(codes.map((recovery) => recoveryCodeHash(ctx, user.id, recovery))),
+        mfa_recovery_codes: JSON.stringify(codes.map((recovery) => recoveryCodeEntry(ctx, user.id, recovery))),
         updated_at: ctx.kernel.db.fn.now(),
       },
       ['id'],

@@ -66,7 +66,7 @@ function cookieSecure(kernel: Kernel): boolean {
 export function oidcFlowSession(kernel: Kernel): RequestHandler {
   return session({
     name: OIDC_FLOW_COOKIE,
-    secret: hmacHex(kernel.keys.tokenHmacKey, 'oidc-flow-cookie'),
+    secret: hmacHex(kernel.keys.oidcFlowKey, 'oidc-flow-cookie'),
     store: new RedisStore({ client: new IoredisSessionClient(kernel.redis), prefix: OIDC_FLOW_PREFIX, disableTouch: true }),
     resave: false,
     saveUninitialized: false,

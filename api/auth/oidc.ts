@@ -181,7 +181,7 @@ export class OidcLogin {
     const claims = tokens.claims;
     if (claims === undefined) return { ok: false, reason: 'id_token_missing' };
     let email = stringClaim(claims.email);
-    let emailVerified = claims.email_verified === true;
+    let emailVerified = booleanClaim(claims.email_verified);
     let rolesClaim: unknown = claims[ZITADEL_ROLES_CLAIM];
     if (email === undefined || rolesClaim === undefined) {
       // Zitadel puts profile data and roles into the ID token only when the application asks for it; else
@@ -190,7 +190,7 @@ export class OidcLogin {
         const info = await client.fetchUserInfo(ready.config, tokens.accessToken, claims.sub);
         if (email === undefined) {
           email = stringClaim(info.email);
-          emailVerified = info.email_verified === true;
+          emailVerified = booleanClaim(info.email_verified);
         }
         rolesClaim ??= info[ZITADEL_ROLES_CLAIM];
       } catch (error) {
@@ -203,6 +203,11 @@ export class OidcLogin {
       identity: { issuer: claims.iss, subject: claims.sub, email, emailVerified, roles: zitadelRoles(rolesClaim) },
     };
   }
+}
+
+/** `email_verified` as the provider sent it; anything but a JSON boolean counts as not sent. */
+function booleanClaim(value: unknown): boolean | undefined {
+  return typeof value === 'boolean' ? value : undefined;
 }
 
 function stringClaim(value: unknown): string | undefined {

@@ -41,11 +41,14 @@ export class SessionStore {
   private readonly redis: Redis;
   private readonly idleSeconds: number;
   private readonly hmacKey: Buffer;
+  private readonly onEnded: (sids: string[]) => void;
 
-  constructor(redis: Redis, idleSeconds: number, hmacKey: Buffer) {
+  /** `onEnded` learns of every session that a revocation ends (its sockets are then disconnected at once). */
+  constructor(redis: Redis, idleSeconds: number, hmacKey: Buffer, onEnded: (sids: string[]) => void = () => undefined) {
     this.redis = redis;
     this.idleSeconds = idleSeconds;
     this.hmacKey = hmacKey;
+    this.onEnded = onEnded;
   }
 
   async create(input: Omit<Session, 'sid' | 'createdAt' | 'cookieHash'>, withCookie: boolean): Promise<{ session: Session; cookieSecret: string | undefined }> {
@@ -89,6 +92,7 @@ export class SessionStore {
   async revoke(sid: string): Promise<void> {
     const raw = await this.redis.getdel(sessionKey(sid));
     if (raw !== null) await this.redis.srem(userSessionsKey((JSON.parse(raw) as Session).userId), sid);
+    this.onEnded([sid]);
   }
 
   /** Ends every session of the user (all devices), optionally keeping one. */
@@ -96,6 +100,7 @@ export class SessionStore {
     const sids = (await this.redis.smembers(userSessionsKey(userId))).filter((sid) => sid !== keepSid);
     if (sids.length === 0) return 0;
     await this.redis.multi().del(...sids.map(sessionKey)).srem(userSessionsKey(userId), ...sids).exec();
+    this.onEnded(sids);
     return sids.length;
   }
 

@@ -1,5 +1,6 @@
 import type { Request } from 'express';
 import type { Knex } from 'knex';
+import type { ConversationStatus } from '../../shared/chat/index.js';
 import { withTenant } from '../../shared/db/index.js';
 import { NotFoundError, UnauthorizedError } from '../../shared/errors.js';
 import type { Caller } from '../auth/authenticate.js';
@@ -12,9 +13,16 @@ export interface ConversationRow {
   user_id: string | null;
   guest: boolean;
   channel: 'web' | 'email';
+  status: ConversationStatus;
+  operator_id: string | null;
 }
 
-export type ConversationPurpose = 'read' | 'write';
+/**
+ * What the caller wants to do with a conversation: `read` it (its participant, or staff), `write` to it as its
+ * visitor (its participant), `operate` it (staff: take over, hand back), or `send` a message (its participant as
+ * the visitor, or staff as an operator).
+ */
+export type ConversationPurpose = 'read' | 'write' | 'operate' | 'send';
 
 /** The caller from an HTTP request: a signed-in user or a public bot's guest. */
 export function callerOf(req: Request): Caller {
@@ -32,9 +40,20 @@ export function actorOf(caller: Caller): string {
   return caller.kind === 'user' ? caller.auth.userId : caller.guest.sub;
 }
 
+/** An admin or operator of the caller's tenant. */
+export function isStaff(caller: Caller): boolean {
+  return caller.kind === 'user' && (caller.auth.roles.includes('operator') || caller.auth.roles.includes('admin'));
+}
+
+/** The conversation's own visitor: its user, or a guest holding its token. */
+export function isParticipant(caller: Caller, conversation: ConversationRow): boolean {
+  if (caller.kind === 'guest') return conversation.guest && conversation.id === caller.guest.cid;
+  return conversation.user_id === caller.auth.userId;
+}
+
 /**
- * Runs `fn` in the caller's tenant with the conversation, when the caller may use it: its own user, a guest holding
- * its token, or (read only) an operator or admin of the tenant. Anyone else gets 404, so existence does not leak.
+ * Runs `fn` in the caller's tenant with the conversation, when the caller may use it for `purpose` (see
+ * ConversationPurpose). Anyone else gets 404, so existence does not leak.
  */
 export async function withConversation<T>(
   ctx: ApiContext,
@@ -52,7 +71,13 @@ export async function withConversation<T>(
 }
 
 function mayUse(caller: Caller, conversation: ConversationRow, purpose: ConversationPurpose): boolean {
-  if (caller.kind === 'guest') return conversation.guest && conversation.id === caller.guest.cid;
-  if (conversation.user_id === caller.auth.userId) return true;
-  return purpose === 'read' && (caller.auth.roles.includes('operator') || caller.auth.roles.includes('admin'));
+  switch (purpose) {
+    case 'write':
+      return isParticipant(caller, conversation);
+    case 'operate':
+      return isStaff(caller);
+    case 'read':
+    case 'send':
+      return isParticipant(caller, conversation) || isStaff(caller);
+  }
 }

@@ -1,12 +1,12 @@
 import { insertMessage, toMessageEvent } from '../../shared/chat/index.js';
 import type { Knex } from 'knex';
 import { z } from 'zod';
-import { AppError, NotFoundError, ValidationError } from '../../shared/errors.js';
+import { AppError, ConflictError, NotFoundError, ValidationError } from '../../shared/errors.js';
 import { fileName, type FileRow } from '../../shared/files/index.js';
 import { log } from '../../shared/log/index.js';
 import type { Caller } from '../auth/authenticate.js';
 import type { ApiContext } from '../context.js';
-import { actorOf, tenantOf, withConversation } from './access.js';
+import { actorOf, isParticipant, tenantOf, withConversation } from './access.js';
 
 /** Longest message text accepted, in characters. */
 export const MAX_MESSAGE_CHARS = 16_000;
@@ -46,10 +46,12 @@ export interface AcceptedMessage {
 }
 
 /**
- * Accepts a participant's message: stored encrypted, then a `bot-reply` job (its id is the message id, so a repeat
- * never makes a second job), then `message:new` to the room. A repeated clientMessageId returns the first message.
+ * Accepts a message: from the conversation's visitor (role `user`), or from staff as an operator (role `operator`,
+ * only while the conversation is taken over). Stored encrypted; a visitor's message in a conversation the bot
+ * answers then gets a `bot-reply` job (its id is the message id, so a repeat never makes a second job); then
+ * `message:new` to the room. A repeated clientMessageId returns the first message.
  */
-export async function acceptUserMessage(
+export async function acceptMessage(
   ctx: ApiContext,
   caller: Caller,
   conversationId: string,
@@ -59,15 +61,18 @@ export async function acceptUserMessage(
   attachmentIds: readonly string[] = [],
 ): Promise<AcceptedMessage> {
   if (text.length > MAX_MESSAGE_CHARS) throw new AppError('message_too_large', `A message may have at most ${MAX_MESSAGE_CHARS} characters`, { status: 413, field: 'text' });
-  const { message, created, tenantId } = await withConversation(ctx, caller, conversationId, 'write', async (trx, conversation) => {
+  const { message, created, tenantId, botAnswers } = await withConversation(ctx, caller, conversationId, 'send', async (trx, conversation) => {
+    const role = isParticipant(caller, conversation) ? 'user' : 'operator';
+    if (role === 'operator' && conversation.status !== 'operator') throw new ConflictError('handoff_required', 'Take the conversation over before writing in it');
+    const botAnswers = role === 'user' && conversation.status === 'bot';
     const files = await ownFiles(trx, caller, attachmentIds);
-    const result = await insertMessage(trx, ctx.kernel.keys.columnRing, { tenantId: conversation.tenant_id, conversationId, role: 'user', text, clientMessageId });
-    if (!result.created || files.length === 0) return { ...result, tenantId: conversation.tenant_id };
+    const result = await insertMessage(trx, ctx.kernel.keys.columnRing, { tenantId: conversation.tenant_id, conversationId, role, text, clientMessageId });
+    if (!result.created || files.length === 0) return { ...result, tenantId: conversation.tenant_id, botAnswers };
     await trx('message_attachments').insert(files.map((file, position) => ({ tenant_id: conversation.tenant_id, message_id: result.message.messageId, file_id: file.id, position })));
     const attachments = files.map((file) => ({ id: file.id, name: fileName(ctx.kernel.keys.columnRing, file), size: Number(file.size), type: file.content_type }));
-    return { message: { ...result.message, attachments }, created: true, tenantId: conversation.tenant_id };
+    return { message: { ...result.message, attachments }, created: true, tenantId: conversation.tenant_id, botAnswers };
   });
-  await ctx.kernel.queues.enqueue('bot-reply', 'reply', { tenantId, conversationId, messageId: message.messageId }, { jobId: message.messageId });
+  if (botAnswers) await ctx.kernel.queues.enqueue('bot-reply', 'reply', { tenantId, conversationId, messageId: message.messageId }, { jobId: message.messageId });
   if (created) {
     ctx.chat.messageNew(toMessageEvent(message));
     // One data.write per accepted message, never its text; after the reply job and the broadcast, so it adds no delay to them.

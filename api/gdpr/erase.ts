@@ -1,5 +1,5 @@
 import type { Knex } from 'knex';
-import { pseudonym, isPseudonym } from '../../shared/audit/index.js';
+import { chainHash, pseudonym, isPseudonym, rowToEvent, type AuditKeySet, type AuditRow } from '../../shared/audit/index.js';
 import { withTenant } from '../../shared/db/index.js';
 import { UnauthorizedError } from '../../shared/errors.js';
 import { log } from '../../shared/log/index.js';
@@ -68,21 +68,40 @@ async function deleteFileContents(ctx: ApiContext, tenantId: string, files: read
   return failed;
 }
 
+type RowScope = (query: Knex.QueryBuilder) => Knex.QueryBuilder;
+
+/** Replaces the user's id in the rows of `scope` by the pseudonyms of the key set those rows were hashed with. */
+async function replaceIdentity(db: Knex, userId: string, set: AuditKeySet, scope: RowScope): Promise<number> {
+  const subject = pseudonym(set.pseudonymKey, userId);
+  const ips = await scope(db('audit_events').where({ actor: userId })).distinct<Array<{ ip: string | null }>>('ip');
+  let changed = 0;
+  for (const { ip } of ips) {
+    const rows = scope(db('audit_events').where({ actor: userId }));
+    if (ip === null) changed += await rows.whereNull('ip').update({ actor: subject });
+    else changed += await rows.where({ ip }).update({ actor: subject, ip: isPseudonym(ip) ? ip : pseudonym(set.pseudonymKey, ip) });
+  }
+  changed += await scope(db('audit_events').where({ target: `user:${userId}` })).update({ target: `user:${subject}` });
+  return changed;
+}
+
 /**
  * Replaces the user's id (as actor, with the IP of those rows, and as `user:<id>` target) by keyed pseudonyms in
  * audit_events. The chain hashes identities only as these pseudonyms, so every hash stays valid; migration 007 lets
- * exactly this UPDATE through.
+ * exactly this UPDATE through. Each row gets the pseudonym of the key set it was hashed with (its `key_id`; for a
+ * row from before key ids, the configured set whose hash holds), so rows from before a key rotation still verify.
  */
-async function pseudonymiseAuditRows(ctx: ApiContext, userId: string, subject: string): Promise<number> {
+async function pseudonymiseAuditRows(ctx: ApiContext, userId: string): Promise<number> {
   const { db, keys } = ctx.kernel;
-  const ips = await db('audit_events').where({ actor: userId }).distinct<Array<{ ip: string | null }>>('ip');
+  const ring = keys.auditKeys;
+  const mentions: RowScope = (query) => query.where((inner) => inner.where({ actor: userId }).orWhere({ target: `user:${userId}` }));
   let changed = 0;
-  for (const { ip } of ips) {
-    const rows = db('audit_events').where({ actor: userId });
-    if (ip === null) changed += await rows.whereNull('ip').update({ actor: subject });
-    else changed += await rows.where({ ip }).update({ actor: subject, ip: isPseudonym(ip) ? ip : pseudonym(keys.pseudonymKey, ip) });
+  const kids = await mentions(db('audit_events')).whereNotNull('key_id').distinct<Array<{ key_id: string }>>('key_id');
+  for (const { key_id: kid } of kids) changed += await replaceIdentity(db, userId, ring.find(kid) ?? ring.current, (query) => query.where({ key_id: kid }));
+  const legacy = (await mentions(db('audit_events')).whereNull('key_id').orderBy('id')) as AuditRow[];
+  for (const row of legacy) {
+    const set = ring.all.find((candidate) => chainHash(candidate, row.prev_hash, rowToEvent(row)) === row.hash) ?? ring.current;
+    changed += await replaceIdentity(db, userId, set, (query) => query.where({ id: row.id }));
   }
-  changed += await db('audit_events').where({ target: `user:${userId}` }).update({ target: `user:${subject}` });
   return changed;
 }
 
@@ -110,7 +129,7 @@ export async function eraseUser(ctx: ApiContext, request: ErasureRequest): Promi
   await ctx.loginGuard.reset(user.email_index);
   await forgetUserLimits(ctx, user.id);
 
-  let auditRows = await pseudonymiseAuditRows(ctx, user.id, subject);
+  let auditRows = await pseudonymiseAuditRows(ctx, user.id);
   await kernel.audit.recordNow({
     type: 'data.erase',
     outcome: 'success',
@@ -121,6 +140,6 @@ export async function eraseUser(ctx: ApiContext, request: ErasureRequest): Promi
     requestId: request.requestId,
     details: { subject, scope: 'self', conversations: deleted.conversations, files: deleted.files.length, knowledge: deleted.knowledge },
   });
-  auditRows += await pseudonymiseAuditRows(ctx, user.id, subject);
+  auditRows += await pseudonymiseAuditRows(ctx, user.id);
   return { subject, conversations: deleted.conversations, files: deleted.files.length, knowledge: deleted.knowledge, auditRows };
 }

@@ -1,6 +1,6 @@
 import type { Knex } from 'knex';
 import { decryptEmail, rolesOf } from '../../shared/accounts/index.js';
-import { listMessages } from '../../shared/chat/index.js';
+import { listMessages, type MessageRole } from '../../shared/chat/index.js';
 import { openString, type KeyRing } from '../../shared/crypto/index.js';
 import { withTenant } from '../../shared/db/index.js';
 import { UnauthorizedError } from '../../shared/errors.js';
@@ -35,7 +35,7 @@ export interface UserExport {
     botId: string;
     channel: string;
     createdAt: string;
-    messages: Array<{ messageId: string; role: 'user' | 'bot'; text: string; createdAt: string }>;
+    messages: Array<{ messageId: string; role: MessageRole; text: string; createdAt: string }>;
   }>;
   /** The caller's own files (uploads): metadata here, the content through `download` (the caller's own file route). */
   files: Array<{ id: string; name: string | null; size: number; type: string; status: string; createdAt: string; download: string }>;

@@ -17,7 +17,8 @@ export function ipLimits(ctx: ApiContext): Router {
   const router = Router();
   router.use(limitBy(perIp, (req) => (UNLIMITED_PATHS.has(req.path) ? undefined : ipOf(req))));
   router.use('/auth', limitBy(auth, ipOf));
-  router.post('/api/bots/:id/guest-token', limitBy(guest, ipOf));
+  // `use`, not `post`: a route here would answer OPTIONS itself, before the widget origins' CORS.
+  router.use('/api/bots/:id/guest-token', limitBy(guest, (req) => (req.method === 'POST' ? ipOf(req) : undefined)));
   return router;
 }
 

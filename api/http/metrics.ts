@@ -26,6 +26,12 @@ export class ApiMetrics {
     help: 'Sockets disconnected for invalid events or rate abuse',
     registers: [this.registry],
   });
+  readonly egressDenied = new Counter({
+    name: 'botserver_egress_denied_total',
+    help: 'Connections to tenant-chosen destinations refused by the egress policy, by protocol and reason',
+    labelNames: ['protocol', 'reason'] as const,
+    registers: [this.registry],
+  });
   /** Set by the Socket.IO layer once it exists. */
   socketCount: () => number = () => 0;
   private readonly sockets = new Gauge({ name: 'botserver_sockets', help: 'Connected Socket.IO clients of this process', registers: [this.registry] });

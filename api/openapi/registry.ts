@@ -1,12 +1,12 @@
 import { z } from 'zod';
 import type { Config } from '../../shared/config/index.js';
 import { OIDC_CALLBACK_PATH, OIDC_LOGIN_PATH } from '../auth/oidc.js';
-import { auditQuerySchema } from '../routes/audit.js';
+import { auditQuerySchema, auditVerifyRequestSchema } from '../routes/audit.js';
 import { codeSchema, loginQuerySchema, loginSchema, logoutQuerySchema, passwordSchema, refreshSchema } from '../routes/auth.js';
 import { BULL_BOARD_PATH } from '../routes/bullBoard.js';
-import { createBotSchema, updateBotSchema } from '../routes/bots.js';
-import { historySchema, sendSchema as messageBodySchema } from '../routes/conversations.js';
-import { newUserSchema } from '../routes/users.js';
+import { createBotSchema, tryBotSchema, updateBotSchema } from '../routes/bots.js';
+import { conversationListSchema, historySchema, sendSchema as messageBodySchema } from '../conversations/schema.js';
+import { newUserSchema, updateUserSchema } from '../users/schema.js';
 import { newDocumentSchema, searchQuerySchema } from '../knowledge/schema.js';
 import * as out from './schemas.js';
 
@@ -100,6 +100,11 @@ export const ROUTES: readonly RouteSpec[] = [
     params: { file: z.string().regex(/^[A-Za-z0-9._-]{1,100}$/).describe('A file name, e.g. app.js, app.css') },
     success: { status: 200, description: 'The file', contentType: 'application/octet-stream' },
   },
+  { method: 'get', path: '/widget.js', tag: 'web chat', access: 'public', summary: 'The embed script: `<script src=".../widget.js" data-bot="<id>" async>` adds a chat bubble', success: { status: 200, description: 'JavaScript', contentType: 'text/javascript' } },
+  {
+    method: 'get', path: '/widget/:botId', tag: 'web chat', access: 'public', summary: "A public bot's widget frame; only the bot's allowedOrigins may frame it (CSP frame-ancestors)",
+    success: { status: 200, description: 'HTML page', contentType: 'text/html' },
+  },
   {
     method: 'get', path: '/auth/socket-token', tag: 'web chat', access: 'cookie', summary: 'A short-lived access token for the Socket.IO handshake',
     description: 'For the browser whose session is the HttpOnly cookie; requires the X-CSRF-Token header.',
@@ -142,6 +147,14 @@ export const ROUTES: readonly RouteSpec[] = [
   { method: 'get', path: '/api/me', tag: 'accounts', access: 'user', summary: 'The caller', success: { status: 200, description: 'Account', schema: out.meSchema } },
   { method: 'get', path: '/api/me/export', tag: 'accounts', access: 'user', summary: 'Every stored datum about the caller, decrypted (GDPR)', success: { status: 200, description: 'Export (as an attachment)', schema: out.userExportSchema } },
   { method: 'delete', path: '/api/me', tag: 'accounts', access: 'user', summary: "Erase the caller's data (GDPR); the audit trail keeps a pseudonymous record", success: { status: 202, description: 'Erased', schema: out.erasureSchema } },
+  { method: 'get', path: '/api/users', tag: 'accounts', access: 'admin', summary: "The tenant's accounts", success: { status: 200, description: 'Accounts', schema: out.userListSchema } },
+  {
+    method: 'patch', path: '/api/users/:id', tag: 'accounts', access: 'admin', summary: 'Change an account\'s role or disable it; either ends its sessions',
+    body: updateUserSchema, bodyExample: { role: 'operator', disabled: false },
+    success: { status: 200, description: 'Changed', schema: out.userSchema },
+    failures: [{ status: 409, description: '`cannot_modify_self`: an admin\'s own role and account' }],
+  },
+  { method: 'delete', path: '/api/users/:id/sessions', tag: 'accounts', access: 'admin', summary: 'End every session of an account (and its sockets)', success: { status: 204, description: 'Ended' } },
   { method: 'post', path: '/api/users', tag: 'accounts', access: 'admin', summary: "Create an account in the admin's tenant", body: newUserSchema, bodyExample: { email: 'new.colleague@example.com', role: 'operator' }, success: { status: 201, description: 'Created, with its one-time password', schema: out.createdUserSchema }, failures: [{ status: 409, description: '`email_taken`' }] },
 
   // bots
@@ -157,6 +170,7 @@ export const ROUTES: readonly RouteSpec[] = [
   { method: 'get', path: '/api/bots/:id', tag: 'bots', access: 'staff', summary: 'A bot', success: { status: 200, description: 'Bot', schema: out.botSchema } },
   { method: 'patch', path: '/api/bots/:id', tag: 'bots', access: 'staff', summary: 'Change a bot', body: updateBotSchema, bodyExample: { name: 'Helpdesk (new)', greeting: null, public: false }, success: { status: 200, description: 'Changed', schema: out.botSchema } },
   { method: 'delete', path: '/api/bots/:id', tag: 'bots', access: 'staff', summary: 'Delete a bot', success: { status: 204, description: 'Deleted' } },
+  { method: 'post', path: '/api/bots/:id/try', tag: 'bots', access: 'staff', summary: "What the bot's rules answer to a text (nothing is stored)", body: tryBotSchema, bodyExample: { text: 'hello there' }, success: { status: 200, description: 'The matching rule', schema: out.tryBotSchema } },
   { method: 'post', path: '/api/bots/:id/conversations', tag: 'bots', access: 'user', summary: 'Start a conversation (the greeting is its first message)', success: { status: 201, description: 'Created', schema: out.createdIdSchema } },
   {
     method: 'post', path: '/api/bots/:id/guest-token', tag: 'bots', access: 'public', summary: "A public bot's visitor: a conversation and a token for it alone",
@@ -164,13 +178,34 @@ export const ROUTES: readonly RouteSpec[] = [
   },
 
   // conversations
+  {
+    method: 'get', path: '/api/conversations', tag: 'conversations', access: 'staff', summary: "The tenant's conversations, newest activity first",
+    query: conversationListSchema, queryExample: { status: 'waiting', limit: '20' },
+    success: { status: 200, description: 'Conversations and the waiting list\'s length', schema: out.conversationPageSchema },
+  },
+  { method: 'get', path: '/api/conversations/:id', tag: 'conversations', access: 'participant', summary: 'A conversation and who answers it', success: { status: 200, description: 'Conversation', schema: out.conversationSchema } },
+  {
+    method: 'post', path: '/api/conversations/:id/handoff', tag: 'conversations', access: 'staff', summary: 'Take a web conversation over: the bot stops answering, the operator writes',
+    success: { status: 200, description: 'Taken over', schema: out.conversationSchema },
+    failures: [{ status: 409, description: '`handoff_not_supported`: an e-mail conversation' }],
+  },
+  {
+    method: 'delete', path: '/api/conversations/:id/handoff', tag: 'conversations', access: 'staff', summary: 'Hand a conversation back to the bot',
+    success: { status: 200, description: 'Handed back', schema: out.conversationSchema },
+    failures: [{ status: 409, description: '`handoff_not_supported`: an e-mail conversation' }],
+  },
+  {
+    method: 'post', path: '/api/conversations/:id/handoff-request', tag: 'conversations', access: 'participant', summary: 'The visitor asks for a person: the conversation waits for an operator',
+    success: { status: 200, description: 'Waiting (unchanged when already waiting or taken over)', schema: out.conversationSchema },
+    failures: [{ status: 409, description: '`handoff_not_supported`: an e-mail conversation' }],
+  },
   { method: 'get', path: '/api/conversations/:id/messages', tag: 'conversations', access: 'participant', summary: 'Messages, oldest first', query: historySchema, queryExample: { limit: '50' }, success: { status: 200, description: 'Messages', schema: out.messageListSchema } },
   {
     method: 'post', path: '/api/conversations/:id/messages', tag: 'conversations', access: 'participant', summary: 'Send a message; the reply arrives over Socket.IO and in the list', body: messageBodySchema,
     bodyExample: { text: 'When are you open?', clientMessageId: 'web-1717171717-1' },
     description: '`attachments`: up to 10 ids of the caller\'s own uploaded files; a message needs text or an attachment.',
     success: { status: 202, description: 'Accepted', schema: out.acceptedMessageSchema },
-    failures: [{ status: 413, description: '`message_too_large`' }],
+    failures: [{ status: 409, description: '`handoff_required`: staff may write only in a conversation they took over' }, { status: 413, description: '`message_too_large`' }],
   },
 
   // files
@@ -213,7 +248,14 @@ export const ROUTES: readonly RouteSpec[] = [
 
   // audit
   { method: 'get', path: '/api/audit', tag: 'audit', access: 'admin', summary: "The tenant's audit events, newest first", query: auditQuerySchema, queryExample: { type: 'auth.', limit: '20' }, success: { status: 200, description: 'Events', schema: out.auditListSchema } },
-  { method: 'get', path: '/api/audit/verify', tag: 'audit', access: 'admin', summary: 'Walk the audit hash chain', success: { status: 200, description: 'Result', schema: out.auditVerifySchema } },
+  {
+    method: 'post', path: '/api/audit/verify', tag: 'audit', access: 'admin', summary: 'Queue a verification of the audit hash chain (the audit worker walks it)',
+    description: '`{}` walks on from the last verified checkpoint (signed with the chain key); `{full:true}` from the first row. While a run is queued or running, a new request joins it (same `jobId`).',
+    body: auditVerifyRequestSchema, bodyExample: {},
+    success: { status: 202, description: 'Queued', schema: out.auditVerifyQueuedSchema },
+    failures: [{ status: 503, description: '`unavailable`: the job could not be queued' }],
+  },
+  { method: 'get', path: '/api/audit/verify', tag: 'audit', access: 'admin', summary: 'The latest verification run and its result', success: { status: 200, description: 'Run (`{state:"none"}` before the first)', schema: out.auditVerifySchema } },
 ];
 
 /** The routes this configuration mounts. */

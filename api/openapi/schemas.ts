@@ -30,7 +30,26 @@ export const recoveryCodesSchema = z.strictObject({ recoveryCodes: z.array(z.str
 
 export const jwksSchema = z.looseObject({ keys: z.array(z.looseObject({ kty: z.string(), kid: z.string().optional() })) });
 
-export const meSchema = z.strictObject({ id, email: z.string(), tenantId: id, roles: z.array(z.string()), mfa: z.boolean() });
+export const meSchema = z.strictObject({
+  id,
+  email: z.string(),
+  tenantId: id,
+  roles: z.array(z.string()),
+  mfa: z.boolean(),
+  queues: z.boolean().describe('Whether the caller may open Bull Board (admins of the operator tenant)'),
+});
+
+const roleSchema = z.enum(['admin', 'operator', 'user']);
+export const userSchema = z.strictObject({
+  id,
+  email: z.string(),
+  role: roleSchema,
+  mfa: z.boolean(),
+  disabled: z.boolean(),
+  mustChangePassword: z.boolean().describe('Still on its one-time password'),
+  createdAt: timestamp,
+});
+export const userListSchema = z.strictObject({ users: z.array(userSchema).describe('Oldest first') });
 
 export const createdUserSchema = z.strictObject({
   id,
@@ -44,9 +63,10 @@ const botSummaryFields = { id, name: z.string(), public: z.boolean(), greeting: 
 export const botSummarySchema = z.strictObject(botSummaryFields);
 export const botSchema = z.strictObject({
   ...botSummaryFields,
-  rules: z.array(z.strictObject({ match: z.string(), reply: z.string() })),
+  rules: z.array(z.strictObject({ match: z.string(), reply: z.string(), handoff: z.boolean().optional() })),
   llm: z.looseObject({}).nullable(),
   email: z.strictObject({ configured: z.literal(true) }).nullable().describe('Whether an e-mail channel is configured; its settings are never returned'),
+  allowedOrigins: z.array(z.string()).describe("Origins whose pages may embed the bot's widget"),
   createdAt: timestamp,
   updatedAt: timestamp,
 });
@@ -55,13 +75,33 @@ export const botListSchema = z.strictObject({
 });
 
 export const createdIdSchema = z.strictObject({ id });
+export const tryBotSchema = z.strictObject({
+  reply: z.string().nullable().describe("The first matching rule's reply; null when none matches (the LLM or the fallback would answer)"),
+  rule: z.number().int().nonnegative().nullable().describe('Index of the matching rule'),
+  handoff: z.boolean().describe('Whether that rule hands the conversation to a person'),
+});
+export const conversationSchema = z.strictObject({
+  id,
+  botId: id,
+  botName: z.string(),
+  channel: z.enum(['web', 'email']),
+  status: z.enum(['bot', 'waiting', 'operator']).describe('Who answers: the bot, nobody yet (a person was asked for), or an operator'),
+  visitor: z.enum(['guest', 'user', 'email']),
+  operatorId: id.nullable(),
+  lastActivityAt: timestamp,
+  createdAt: timestamp,
+});
+export const conversationPageSchema = z.strictObject({
+  conversations: z.array(conversationSchema).describe('Newest activity first'),
+  waiting: z.number().int().nonnegative().describe("The tenant's conversations waiting for a person"),
+});
 export const guestTokenSchema = z.strictObject({ token: z.string().describe('Guest JWT: may join and write this conversation only'), conversationId: id });
 export const socketTokenSchema = z.strictObject({ token: z.string().describe('Short-lived access JWT for the Socket.IO handshake') });
 
 export const attachmentSchema = z.strictObject({ id, name: z.string(), size: z.number().int().nonnegative(), type: z.string().describe('Media type sniffed from the bytes') });
 export const sourceSchema = z.strictObject({ documentId: id, title: z.string(), position: z.string().describe('page N or section <heading>') });
 export const messageListSchema = z.strictObject({
-  messages: z.array(z.strictObject({ messageId: id, role: z.enum(['user', 'bot']), text: z.string(), createdAt: timestamp, attachments: z.array(attachmentSchema).optional(), sources: z.array(sourceSchema).optional() })).describe('Oldest first, decrypted'),
+  messages: z.array(z.strictObject({ messageId: id, role: z.enum(['user', 'bot', 'operator']), text: z.string(), createdAt: timestamp, attachments: z.array(attachmentSchema).optional(), sources: z.array(sourceSchema).optional() })).describe('Oldest first, decrypted'),
 });
 export const fileSchema = z.strictObject({
   id,
@@ -108,7 +148,19 @@ const auditEventSchema = z.strictObject({
   details: z.record(z.string(), z.unknown()),
 });
 export const auditListSchema = z.strictObject({ events: z.array(auditEventSchema).describe('Newest first') });
-export const auditVerifySchema = z.looseObject({ ok: z.boolean(), checked: z.number().int(), firstBrokenId: z.string().optional() });
+export const auditVerifyQueuedSchema = z.strictObject({ jobId: z.uuid() });
+export const auditVerifySchema = z.union([
+  z.strictObject({ state: z.literal('none') }),
+  z.strictObject({
+    jobId: z.uuid(),
+    state: z.enum(['queued', 'running', 'done', 'failed']),
+    ok: z.boolean().optional(),
+    checked: z.number().int().describe('Rows found intact from the first row of the chain').optional(),
+    firstBrokenId: z.string().describe('The first row whose link or hash does not hold').optional(),
+    startedAt: z.iso.datetime().optional(),
+    finishedAt: z.iso.datetime().optional(),
+  }),
+]);
 
 export const userExportSchema = z
   .looseObject({

@@ -1,6 +1,9 @@
+import { randomUUID } from 'node:crypto';
 import { Router, type NextFunction, type Request, type RequestHandler, type Response } from 'express';
 import { z } from 'zod';
-import { verifyAuditChain } from '../../shared/audit/index.js';
+import { createRun, failRun, latestRun, openRun, type VerifyRunView } from '../../shared/audit/index.js';
+import { UnavailableError } from '../../shared/errors.js';
+import { AUDIT_VERIFY_JOB } from '../../shared/queue/index.js';
 import { requireAuth } from '../auth/authenticate.js';
 import { requireRole } from '../auth/rbac.js';
 import type { ApiContext } from '../context.js';
@@ -18,6 +21,25 @@ export const auditQuerySchema = z.strictObject({
   since: z.iso.datetime({ offset: true, message: 'must be an ISO 8601 date-time such as 2030-01-31T12:00:00Z' }).or(z.iso.date()).optional(),
   limit: z.coerce.number().int().min(1).max(500).default(100),
 });
+
+/** `POST /api/audit/verify`: `{}` walks on from the last verified checkpoint; `{full:true}` from the first row. */
+export const auditVerifyRequestSchema = z.strictObject({ full: z.boolean().optional() });
+
+/** BullMQ states in which a verify job will still run. */
+const PENDING_JOB_STATES = new Set(['waiting', 'active', 'delayed', 'prioritized', 'waiting-children']);
+
+/**
+ * The run a new request joins: the one still queued or running, as long as its job still exists in the queue (a
+ * run whose job was lost, e.g. with Redis, is marked failed so that it cannot block verification for good).
+ */
+async function pendingRun(ctx: ApiContext): Promise<VerifyRunView | undefined> {
+  const open = await openRun(ctx.kernel.db);
+  if (open === undefined) return undefined;
+  const job = await ctx.kernel.queues.queue('audit').getJob(open.jobId);
+  if (job !== undefined && PENDING_JOB_STATES.has(await job.getState())) return open;
+  await failRun(ctx.kernel.db, open.jobId);
+  return undefined;
+}
 
 export type AuditViewRow = Pick<AuditRow, 'id' | 'time' | 'type' | 'actor' | 'target' | 'outcome' | 'ip' | 'request_id' | 'details'>;
 
@@ -52,7 +74,8 @@ export function auditEventView(row: AuditViewRow): AuditEventView {
 /**
  * `GET /api/audit` (admin): the admin's tenant's events, newest first. audit_events has no row-level security (the
  * chain spans tenants), so the tenant filter here is what scopes it; events without a tenant are never shown.
- * `GET /api/audit/verify` (admin): walks the whole chain.
+ * `POST /api/audit/verify` (admin): queues a verification of the chain for the audit worker (202 `{jobId}`; a run
+ * still queued or running is joined instead of starting another). `GET /api/audit/verify` (admin): the latest run.
  */
 export function auditRoutes(ctx: ApiContext): Router {
   const router = Router();
@@ -73,11 +96,30 @@ export function auditRoutes(ctx: ApiContext): Router {
     res.json({ events: found.map(auditEventView) });
   });
 
-  router.get('/api/audit/verify', admin, async (_req, res) => {
-    const { keys } = ctx.kernel;
-    const result = await verifyAuditChain(ctx.kernel.db, { chainKey: keys.auditChainKey, pseudonymKey: keys.pseudonymKey });
+  router.post('/api/audit/verify', admin, async (req, res) => {
+    const input = parseInput(auditVerifyRequestSchema, req.body);
+    const full = input.full === true;
+    let jobId = (await pendingRun(ctx))?.jobId;
+    const joined = jobId !== undefined;
+    if (jobId === undefined) {
+      jobId = randomUUID();
+      await createRun(ctx.kernel.db, { id: jobId, full });
+      try {
+        await ctx.kernel.queues.enqueue('audit', AUDIT_VERIFY_JOB, { runId: jobId, full }, { jobId });
+      } catch (error) {
+        await failRun(ctx.kernel.db, jobId);
+        throw new UnavailableError('The verification could not be queued', error);
+      }
+    }
+    await ctx.audit(req, { type: 'admin.action', outcome: 'success', target: 'audit-chain', details: { action: 'audit_verify', full, jobId, joined } });
     res.setHeader('Cache-Control', 'no-store');
-    res.json(result);
+    res.status(202).json({ jobId });
+  });
+
+  router.get('/api/audit/verify', admin, async (_req, res) => {
+    const run = await latestRun(ctx.kernel.db);
+    res.setHeader('Cache-Control', 'no-store');
+    res.json(run ?? { state: 'none' });
   });
 
   return router;

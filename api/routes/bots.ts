@@ -2,7 +2,8 @@ import { randomUUID } from 'node:crypto';
 import { Router, type Request } from 'express';
 import type { Knex } from 'knex';
 import { z } from 'zod';
-import { botRulesSchema } from '../../adapters/llm/rules.js';
+import { botRulesSchema, findRule, MAX_MATCHED_MESSAGE_LENGTH } from '../../adapters/llm/rules.js';
+import type { BotRule } from '../../adapters/llm/types.js';
 import { llmSettingsSchema } from '../../adapters/llm/settings.js';
 import { insertMessage } from '../../shared/chat/index.js';
 import { emailChannelSchema } from '../../shared/email/channel.js';
@@ -14,6 +15,22 @@ import type { ApiContext } from '../context.js';
 import { emailChannelColumns, presentEmailChannel, saveMailboxPosition } from '../email/channel.js';
 import { noFieldsSchema, parseInput } from '../http/validate.js';
 
+/** An origin as browsers send it: scheme, host and optional port, nothing else (`https://shop.example.com`). */
+export const webOriginSchema = z
+  .string()
+  .max(200)
+  .refine((value) => {
+    try {
+      const url = new URL(value);
+      return (url.protocol === 'http:' || url.protocol === 'https:') && url.origin === value;
+    } catch {
+      return false;
+    }
+  }, 'must be an origin such as https://shop.example.com (scheme, host and optional port; no path or trailing slash)');
+
+/** The most origins one bot's widget may be embedded on. */
+export const MAX_ALLOWED_ORIGINS = 20;
+
 const botFields = {
   name: z.string().trim().min(1).max(100),
   public: z.boolean(),
@@ -21,6 +38,7 @@ const botFields = {
   rules: botRulesSchema,
   llm: llmSettingsSchema.nullable(),
   email: emailChannelSchema.nullable(),
+  allowedOrigins: z.array(webOriginSchema).max(MAX_ALLOWED_ORIGINS),
 };
 export const createBotSchema = z.strictObject({
   ...botFields,
@@ -29,7 +47,9 @@ export const createBotSchema = z.strictObject({
   rules: botFields.rules.default([]),
   llm: botFields.llm.optional(),
   email: botFields.email.optional(),
+  allowedOrigins: botFields.allowedOrigins.default([]),
 });
+export const tryBotSchema = z.strictObject({ text: z.string().trim().min(1).max(MAX_MATCHED_MESSAGE_LENGTH) });
 export const updateBotSchema = z.strictObject(botFields).partial();
 
 interface BotRow {
@@ -38,16 +58,17 @@ interface BotRow {
   name: string;
   public: boolean;
   greeting: string | null;
-  rules: unknown;
+  rules: BotRule[];
   llm: unknown;
   email_channel_ciphertext: string | null;
+  allowed_origins: string[];
   created_at: Date;
   updated_at: Date;
 }
 
 function present(bot: BotRow, full: boolean): Record<string, unknown> {
   const summary = { id: bot.id, name: bot.name, public: bot.public, greeting: bot.greeting };
-  return full ? { ...summary, rules: bot.rules, llm: bot.llm, email: presentEmailChannel(bot.email_channel_ciphertext), createdAt: bot.created_at.toISOString(), updatedAt: bot.updated_at.toISOString() } : summary;
+  return full ? { ...summary, rules: bot.rules, llm: bot.llm, email: presentEmailChannel(bot.email_channel_ciphertext), allowedOrigins: bot.allowed_origins, createdAt: bot.created_at.toISOString(), updatedAt: bot.updated_at.toISOString() } : summary;
 }
 
 function botId(req: Request): string {
@@ -88,10 +109,21 @@ export function botRoutes(ctx: ApiContext): Router {
     const auth = requireAuth(req);
     const input = parseInput(createBotSchema, req.body);
     const id = randomUUID();
-    const email = input.email === undefined ? {} : await emailChannelColumns(ctx, id, input.email);
+    const email = input.email === undefined ? {} : await emailChannelColumns(ctx, req, id, input.email);
     const bot = await withTenant(ctx.kernel.db, auth.tenantId, async (trx) => {
       const [row] = await trx('bots')
-        .insert({ id, ...email, tenant_id: auth.tenantId, name: input.name, public: input.public, greeting: input.greeting ?? null, rules: JSON.stringify(input.rules), llm: input.llm === undefined || input.llm === null ? null : JSON.stringify(input.llm), created_by: auth.userId })
+        .insert({
+          id,
+          ...email,
+          tenant_id: auth.tenantId,
+          name: input.name,
+          public: input.public,
+          greeting: input.greeting ?? null,
+          rules: JSON.stringify(input.rules),
+          llm: input.llm === undefined || input.llm === null ? null : JSON.stringify(input.llm),
+          allowed_origins: input.allowedOrigins,
+          created_by: auth.userId,
+        })
         .returning<BotRow[]>('*');
       if (row === undefined) throw new Error('bot not created');
       await saveMailboxPosition(trx, row, email);
@@ -112,7 +144,7 @@ export function botRoutes(ctx: ApiContext): Router {
     const id = botId(req);
     const input = parseInput(updateBotSchema, req.body);
     if (input.email !== undefined) await withTenant(ctx.kernel.db, auth.tenantId, (trx) => findBot(trx, id));
-    const email = input.email === undefined ? {} : await emailChannelColumns(ctx, id, input.email);
+    const email = input.email === undefined ? {} : await emailChannelColumns(ctx, req, id, input.email);
     const bot = await withTenant(ctx.kernel.db, auth.tenantId, async (trx) => {
       await findBot(trx, id);
       const changes: Record<string, unknown> = { updated_at: trx.fn.now(), ...email };
@@ -121,6 +153,7 @@ export function botRoutes(ctx: ApiContext): Router {
       if (input.greeting !== undefined) changes.greeting = input.greeting;
       if (input.rules !== undefined) changes.rules = JSON.stringify(input.rules);
       if (input.llm !== undefined) changes.llm = input.llm === null ? null : JSON.stringify(input.llm);
+      if (input.allowedOrigins !== undefined) changes.allowed_origins = input.allowedOrigins;
       const [row] = await trx('bots').where({ id }).update(changes).returning<BotRow[]>('*');
       if (row === undefined) throw new NotFoundError('No such bot');
       await saveMailboxPosition(trx, row, email);
@@ -140,6 +173,16 @@ export function botRoutes(ctx: ApiContext): Router {
     });
     await ctx.audit(req, { type: 'config.change', outcome: 'success', target: `bot:${id}`, details: { change: 'bot_deleted' } });
     res.status(204).end();
+  });
+
+  /** What the bot's rules answer to a text, without a conversation: the console's "try it" box. */
+  router.post('/api/bots/:id/try', staff, async (req, res) => {
+    const auth = requireAuth(req);
+    const id = botId(req);
+    const input = parseInput(tryBotSchema, req.body);
+    const bot = await withTenant(ctx.kernel.db, auth.tenantId, (trx) => findBot(trx, id));
+    const matched = findRule(bot.rules, input.text);
+    res.json({ reply: matched?.rule.reply ?? null, rule: matched?.index ?? null, handoff: matched?.rule.handoff === true });
   });
 
   router.post('/api/bots/:id/conversations', async (req, res) => {

@@ -10,6 +10,7 @@ import { timingSafeEqualHex } from '../../shared/crypto/index.js';
 import { accountDuties, CSRF_HEADER, identifyBearer, isSafeMethod, SESSION_COOKIE, sessionFromCookie } from '../auth/authenticate.js';
 import { requireRole } from '../auth/rbac.js';
 import type { ApiContext } from '../context.js';
+import { log } from '../../shared/log/index.js';
 import { userLimits } from '../http/limits.js';
 
 export const BULL_BOARD_PATH = '/admin/queues';
@@ -103,6 +104,38 @@ function sameOriginOnly(ctx: ApiContext): RequestHandler {
     if (origin !== undefined && (origin === own || allowed.has(origin))) return next();
     next(new ForbiddenError('csrf_failed', 'A state-changing board request must come from this site'));
   };
+}
+
+const STATUS_CODES: Readonly<Record<number, string>> = { 400: 'invalid_request', 403: 'forbidden', 404: 'not_found', 409: 'conflict' };
+
+/**
+ * The API's error body for one of Bull Board's (`{error:{key:"ERRORS.QUEUE_NOT_FOUND"}, message?, details?}`): the
+ * code comes from its translation key (a fixed list, so `queue_not_found`), the message is written from the key,
+ * and nothing the library said is kept (its 500s carry the thrown error's message and, in development, a stack).
+ */
+export function boardErrorBody(status: number, body: unknown, requestId: string): { error: string; message: string; requestId: string } {
+  if (status >= 500) return { error: 'internal_error', message: 'Internal server error', requestId };
+  const key = typeof body === 'object' && body !== null && 'error' in body ? (body.error as { key?: unknown } | null)?.key : undefined;
+  const name = typeof key === 'string' ? /^ERRORS\.([A-Z][A-Z0-9_]{0,60})$/.exec(key)?.[1] : undefined;
+  if (name === undefined) return { error: STATUS_CODES[status] ?? 'invalid_request', message: 'The queue board refused the request', requestId };
+  const words = name.toLowerCase().replaceAll('_', ' ');
+  return { error: name.toLowerCase(), message: `${words.charAt(0).toUpperCase()}${words.slice(1)}`, requestId };
+}
+
+/** Rewrites the board's own error answers into `{error,message,requestId}`; bodies already in that shape pass. */
+function boardErrors(req: Request, res: Response, next: NextFunction): void {
+  const json = res.json.bind(res);
+  res.json = (body?: unknown) => {
+    if (res.statusCode < 400) return json(body);
+    const ours = typeof body === 'object' && body !== null && typeof (body as { error?: unknown }).error === 'string' && 'requestId' in body;
+    if (ours) return json(body);
+    if (res.statusCode >= 500) {
+      const message = typeof body === 'object' && body !== null && typeof (body as { message?: unknown }).message === 'string' ? (body as { message: string }).message : 'unknown';
+      log.error('bull board request failed', { requestId: req.requestId, method: req.method, status: res.statusCode, error: message.slice(0, 300) });
+    }
+    return json(boardErrorBody(res.statusCode, body, req.requestId));
+  };
+  next();
 }
 
 export interface BoardAction {
@@ -243,6 +276,7 @@ export function bullBoardRoutes(ctx: ApiContext): Router {
     sameOriginOnly(ctx),
     boardCsp,
     stripThirdPartyStylesheets,
+    boardErrors,
     board,
   );
   return router;

@@ -33,7 +33,7 @@ export async function oidcRoutes(ctx: ApiContext): Promise<Router> {
     const outcome = await oidc.completeLogin(req, res).finally(() => endFlowSession(ctx.kernel, req, res));
     if (!outcome.ok) return refuse(ctx, req, outcome.reason);
 
-    const linked = await findOrLinkOidcUser(ctx.kernel.db, ctx.kernel.keys, outcome.identity);
+    const linked = await findOrLinkOidcUser(ctx.kernel.db, ctx.kernel.keys, outcome.identity, { requireVerifiedEmail: ctx.kernel.config.oidcRequireVerifiedEmail });
     if (!linked.ok) return refuse(ctx, req, linked.reason, linked.user === undefined ? undefined : { id: linked.user.id, tenantId: linked.user.tenant_id });
 
     const { user } = linked;

@@ -3,7 +3,8 @@ import { createRequire } from 'node:module';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import express, { Router, type Request, type Response } from 'express';
-import { ForbiddenError } from '../../shared/errors.js';
+import { isUuid } from '../../shared/db/index.js';
+import { ForbiddenError, NotFoundError } from '../../shared/errors.js';
 import { accountDuties, authenticate, CSRF_HEADER, requireAuth } from '../auth/authenticate.js';
 import type { ApiContext } from '../context.js';
 
@@ -18,9 +19,18 @@ function socketIoClient(): { path: string; version: string } {
   return { path: join(dirname(manifest), 'dist', 'socket.io.min.js'), version };
 }
 
-/** The page, read once; the socket.io URL carries the client's version so its long cache never serves a stale copy. */
-function loadPage(socketIoVersion: string): string {
-  return readFileSync(join(PUBLIC_DIR, 'index.html'), 'utf8').replaceAll('__SOCKET_IO_VERSION__', encodeURIComponent(socketIoVersion));
+/** A page, read once; the socket.io URL carries the client's version so its long cache never serves a stale copy. */
+function loadPage(file: string, socketIoVersion: string): string {
+  return readFileSync(join(PUBLIC_DIR, file), 'utf8').replaceAll('__SOCKET_IO_VERSION__', encodeURIComponent(socketIoVersion));
+}
+
+/** The page's policy with `frame-ancestors` replaced: the widget's frame may be shown by exactly these origins. */
+export function frameAncestorsPolicy(policy: string, origins: readonly string[]): string {
+  const directives = policy
+    .split(';')
+    .map((directive) => directive.trim())
+    .filter((directive) => directive !== '' && !directive.startsWith('frame-ancestors'));
+  return [...directives, `frame-ancestors ${origins.length === 0 ? "'none'" : origins.join(' ')}`].join(';');
 }
 
 /**
@@ -32,11 +42,32 @@ function loadPage(socketIoVersion: string): string {
 export function webchatRoutes(ctx: ApiContext): Router {
   const router = Router();
   const client = socketIoClient();
-  const page = loadPage(client.version);
+  const page = loadPage('index.html', client.version);
+  const widgetPage = loadPage('widget.html', client.version);
 
   router.get('/', (_req: Request, res: Response) => {
     res.setHeader('Cache-Control', 'no-cache');
     res.type('html').send(page);
+  });
+
+  /** The embed script for other sites: `<script src=".../widget.js" data-bot="<id>" async>`. */
+  router.get('/widget.js', (_req: Request, res: Response) => {
+    // Loaded by other origins' pages as a classic script, which the default same-origin resource policy would block.
+    res.setHeader('Cross-Origin-Resource-Policy', 'cross-origin');
+    res.sendFile(join(PUBLIC_DIR, 'widget.js'), { maxAge: '5m', dotfiles: 'deny' });
+  });
+
+  /** The widget's chat frame for a public bot, which only the bot's allowed origins may frame. */
+  router.get('/widget/:botId', async (req: Request, res: Response) => {
+    const botId = req.params.botId;
+    const origins = isUuid(botId) ? await ctx.widgetOrigins.ofBot(botId) : [];
+    if (origins.length === 0) throw new NotFoundError('No such widget');
+    const policy = res.getHeader('Content-Security-Policy');
+    res.setHeader('Content-Security-Policy', frameAncestorsPolicy(typeof policy === 'string' ? policy : '', origins));
+    // frame-ancestors decides; X-Frame-Options would forbid every framing page.
+    res.removeHeader('X-Frame-Options');
+    res.setHeader('Cache-Control', 'no-cache');
+    res.type('html').send(widgetPage);
   });
 
   router.get('/assets/socket.io.min.js', (_req: Request, res: Response) => {

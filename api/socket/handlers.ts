@@ -5,7 +5,7 @@ import { conversationRoom, listMessages, toMessageEvent, type ServerToClientEven
 import { AppError } from '../../shared/errors.js';
 import { log } from '../../shared/log/index.js';
 import { tenantOf, withConversation } from '../chat/access.js';
-import { acceptUserMessage, attachmentIdsSchema } from '../chat/send.js';
+import { acceptMessage, attachmentIdsSchema } from '../chat/send.js';
 import type { ApiContext } from '../context.js';
 import { findUnsafeText } from '../http/validate.js';
 import type { SocketData } from './server.js';
@@ -38,7 +38,8 @@ function errorCode(error: unknown): string {
   return 'internal_error';
 }
 
-export function registerChatHandlers(ctx: ApiContext, socket: ChatSocket): void {
+/** `track` receives every event's handling as it starts, so a shutdown can wait for what is in flight. */
+export function registerChatHandlers(ctx: ApiContext, socket: ChatSocket, track: (handling: Promise<void>) => void = () => undefined): void {
   const caller = socket.data.caller;
   let strikes = 0;
 
@@ -81,7 +82,7 @@ export function registerChatHandlers(ctx: ApiContext, socket: ChatSocket): void 
   const on = <S extends z.ZodType>(event: keyof ClientToServerEvents, schema: S, handle: (payload: z.infer<S>) => Promise<{ messageId?: string }>): void => {
     socket.on(event, (payload: unknown, ack?: Ack) => {
       const reply: Ack = typeof ack === 'function' ? ack : () => undefined;
-      eventLimiter
+      track(eventLimiter
         .consume(socket.id)
         .then(async () => {
           if (await endIfRevoked()) {
@@ -106,7 +107,7 @@ export function registerChatHandlers(ctx: ApiContext, socket: ChatSocket): void 
             reply({ ok: false, error: 'rate_limited' });
             strike('rate_limited');
           }
-        });
+        }));
     });
   };
 
@@ -121,7 +122,7 @@ export function registerChatHandlers(ctx: ApiContext, socket: ChatSocket): void 
   });
 
   on('message:send', sendSchema, async ({ conversationId, text, clientMessageId, attachments }) => {
-    const accepted = await acceptUserMessage(ctx, caller, conversationId, text, clientMessageId, { via: 'socket', ip: socket.handshake.address }, attachments);
+    const accepted = await acceptMessage(ctx, caller, conversationId, text, clientMessageId, { via: 'socket', ip: socket.handshake.address }, attachments);
     return { messageId: accepted.messageId };
   });
 

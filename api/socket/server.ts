@@ -1,8 +1,8 @@
 import type http from 'node:http';
 import type https from 'node:https';
 import { createAdapter } from '@socket.io/redis-adapter';
-import { Server } from 'socket.io';
-import type { ServerToClientEvents } from '../../shared/chat/index.js';
+import { Server, type Socket } from 'socket.io';
+import { sessionRoom, staffRoom, type ServerToClientEvents } from '../../shared/chat/index.js';
 import { AppError } from '../../shared/errors.js';
 import { createRedis } from '../../shared/kernel.js';
 import { log } from '../../shared/log/index.js';
@@ -38,26 +38,42 @@ function pendingDuty(ctx: ApiContext, caller: Caller): string | undefined {
   return undefined;
 }
 
+/** A signed-in socket joins its session's room (a logout ends it at once) and, for staff, the tenant's staff room. */
+function joinIdentityRooms(socket: Socket<ClientToServerEvents, ServerToClientEvents, Record<string, never>, SocketData>): void {
+  const caller = socket.data.caller;
+  if (caller.kind !== 'user') return;
+  const rooms = [sessionRoom(caller.auth.sid)];
+  if (caller.auth.roles.includes('admin') || caller.auth.roles.includes('operator')) rooms.push(staffRoom(caller.auth.tenantId));
+  void socket.join(rooms);
+}
+
 /**
  * Socket.IO on the API's HTTP server: origin whitelist, frame size limit, heartbeat, handshake authentication by
  * access JWT or guest token, and the Redis adapter so rooms span every API process.
  */
 export function attachSocketServer(httpServer: http.Server | https.Server, ctx: ApiContext): { io: ChatServer; close(): Promise<void> } {
   const { config } = ctx.kernel;
-  const pub = createRedis(config.redisUrl, 'botserver-socket-pub');
+  const pub = createRedis(config, 'botserver-socket-pub');
   const sub = pub.duplicate();
   const allowed = new Set(config.allowedOrigins);
+  /** Socket events being handled: a shutdown waits for them (a message being accepted gets its job) before the kernel closes. */
+  const inFlight = new Set<Promise<void>>();
   const io: ChatServer = new Server(httpServer, {
     path: '/socket.io',
     serveClient: false,
     maxHttpBufferSize: config.wsMaxMessageSize,
     pingInterval: PING_INTERVAL_MS,
     pingTimeout: PING_TIMEOUT_MS,
-    cors: allowedOriginsCorsOptions(config.allowedOrigins),
-    // Browsers always send Origin; a present one must be this server's own or whitelisted. Non-browser clients still need a token.
+    cors: allowedOriginsCorsOptions(config.allowedOrigins, ctx.widgetOrigins),
+    // Browsers always send Origin; a present one must be this server's own, whitelisted, or (checked against the
+    // guest token's bot at the handshake) a public bot's widget origin. Non-browser clients still need a token.
     allowRequest: (req, callback) => {
       const origin = req.headers.origin;
-      callback(null, origin === undefined || allowed.has(origin) || isSameOrigin(origin, req.headers.host));
+      if (origin === undefined || allowed.has(origin) || isSameOrigin(origin, req.headers.host)) return callback(null, true);
+      ctx.widgetOrigins.allowsForAnyBot(origin).then(
+        (yes) => callback(null, yes),
+        () => callback(null, false),
+      );
     },
     adapter: createAdapter(pub, sub),
   });
@@ -65,10 +81,16 @@ export function attachSocketServer(httpServer: http.Server | https.Server, ctx: 
   io.use((socket, next) => {
     const token: unknown = (socket.handshake.auth as Record<string, unknown>).token;
     if (typeof token !== 'string' || token.length === 0 || token.length > 4096) return next(new Error('unauthorized'));
+    const origin = socket.handshake.headers.origin;
+    const foreignOrigin = origin !== undefined && !allowed.has(origin) && !isSameOrigin(origin, socket.handshake.headers.host) ? origin : undefined;
     identifyBearer(ctx, token).then(
-      (caller) => {
+      async (caller) => {
         const duty = pendingDuty(ctx, caller);
         if (duty !== undefined) return next(new Error(duty));
+        // A widget's host page may connect only with a guest token of a bot that lists that page's origin.
+        if (foreignOrigin !== undefined && (caller.kind !== 'guest' || !(await ctx.widgetOrigins.allowsForBot(caller.guest.bid, foreignOrigin)))) {
+          return next(new Error('origin_not_allowed'));
+        }
         socket.data.caller = caller;
         next();
       },
@@ -76,14 +98,23 @@ export function attachSocketServer(httpServer: http.Server | https.Server, ctx: 
     );
   });
 
-  io.on('connection', (socket) => registerChatHandlers(ctx, socket));
+  io.on('connection', (socket) => {
+    joinIdentityRooms(socket);
+    registerChatHandlers(ctx, socket, (handling) => {
+      inFlight.add(handling);
+      void handling.finally(() => inFlight.delete(handling));
+    });
+  });
   ctx.metrics.socketCount = () => io.engine.clientsCount;
   io.engine.on('connection_error', (error: { code: number; message: string }) => log.debug('socket handshake refused', { code: error.code, reason: error.message }));
 
   return {
     io,
     async close() {
+      // Every client's transport closes (a client reconnects, through the proxy to another API process); the
+      // events already received are still handled to the end.
       await io.close();
+      await Promise.allSettled([...inFlight]);
       pub.disconnect();
       sub.disconnect();
     },

@@ -7,7 +7,7 @@ export async function verifyAudit(config: Config): Promise<VerifyResult> {
   const keys = new Keys(config.secrets);
   const db = createDb({ url: config.databaseUrl, role: familyRole.audit, poolMax: 1 });
   try {
-    return await verifyAuditChain(db, { chainKey: keys.auditChainKey, pseudonymKey: keys.pseudonymKey });
+    return await verifyAuditChain(db, keys.auditKeys);
   } finally {
     await db.destroy();
     keys.zeroize();

@@ -1,14 +1,13 @@
 import { spawn, type ChildProcess } from 'node:child_process';
-import { fileURLToPath } from 'node:url';
 import type { Config } from '../../shared/config/index.js';
-import { createUser, hasNoUsers } from './users.js';
+import { ownModuleCommand } from '../../shared/runtime.js';
+import { firstRun } from './firstRun.js';
 import { migrate } from './migrate.js';
 
-const CLI = fileURLToPath(new URL('../cli.ts', import.meta.url));
-const BOOTSTRAP_ADMIN = 'admin@botserver.local';
+const CLI = ownModuleCommand(import.meta.url, '../cli');
 
 function child(args: string[]): ChildProcess {
-  return spawn(process.execPath, ['--import', 'tsx', CLI, ...args], { stdio: 'inherit', env: process.env });
+  return spawn(process.execPath, [...CLI.nodeArgs, CLI.path, ...args], { stdio: 'inherit', env: process.env });
 }
 
 async function waitForHealth(url: string, timeoutMs: number): Promise<boolean> {
@@ -32,11 +31,7 @@ async function waitForHealth(url: string, timeoutMs: number): Promise<boolean> {
 export async function startAll(config: Config): Promise<void> {
   const applied = await migrate(config);
   process.stdout.write(`botserver: database ready (${applied.length} migration(s) applied)\n`);
-  let bootstrap: { email: string; password: string } | undefined;
-  if (await hasNoUsers(config)) {
-    const admin = await createUser(config, { email: BOOTSTRAP_ADMIN, role: 'admin', tenant: 'default' });
-    bootstrap = { email: admin.email, password: admin.password };
-  }
+  const first = await firstRun(config);
   const children = [child(['api']), child(['worker', 'all'])];
   let stopping = false;
   const stopAll = (code: number): void => {
@@ -66,10 +61,11 @@ export async function startAll(config: Config): Promise<void> {
     return;
   }
   process.stdout.write(`\nbotserver is running at ${url}\n`);
-  if (bootstrap !== undefined) {
+  if (first.admin !== undefined) {
     process.stdout.write(
-      `\nFirst run: log in as ${bootstrap.email} with the one-time password\n\n    ${bootstrap.password}\n\n` +
-        'It is shown only now and must be changed at first login.\n\n',
+      `\nFirst run: log in as ${first.admin.email} with the one-time password\n\n    ${first.admin.password}\n\n` +
+        'It is shown only now and must be changed at first login.\n',
     );
   }
+  if (first.demoBot !== undefined) process.stdout.write(`\nChat with the demo bot as a guest: ${url}${first.demoBot.guestPath}\n\n`);
 }

@@ -14,14 +14,3 @@ export async function createUser(config: Config, input: NewAccount): Promise<Cre
     keys.zeroize();
   }
 }
-
-/** True when no account exists yet (first start). */
-export async function hasNoUsers(config: Config): Promise<boolean> {
-  const db = createDb({ url: config.databaseUrl, role: familyRole.api, poolMax: 1 });
-  try {
-    const row = await db('users').first<{ id: string } | undefined>('id');
-    return row === undefined;
-  } finally {
-    await db.destroy();
-  }
-}

@@ -32,10 +32,18 @@ export interface CreatedAccount {
 export interface AccountKeys {
   columnRing: KeyRing;
   blindIndexKey: Buffer;
+  /** Earlier DATABASE_ENCRYPTION_KEYs: accounts indexed under them are still found (and re-indexed). */
+  previousBlindIndexKeys?: readonly Buffer[];
 }
 
 export function emailIndex(keys: AccountKeys, email: string): string {
   return blindIndex(keys.blindIndexKey, 'user-email', normaliseEmail(email));
+}
+
+/** The address's index under the current key first, then under every previous one. */
+export function emailIndexCandidates(keys: AccountKeys, email: string): string[] {
+  const normalised = normaliseEmail(email);
+  return [keys.blindIndexKey, ...(keys.previousBlindIndexKeys ?? [])].map((key) => blindIndex(key, 'user-email', normalised));
 }
 
 export function emailAad(userId: string): string {
@@ -54,6 +62,11 @@ export async function createAccount(db: Knex, keys: AccountKeys, input: NewAccou
   const passwordHash = await hashPassword(password);
   const index = emailIndex(keys, email);
 
+  // An account indexed under an earlier key has the address too (the unique index only sees equal indexes).
+  const [, ...earlier] = emailIndexCandidates(keys, email);
+  if (earlier.length > 0 && (await db('users').whereIn('email_index', earlier).first('id')) !== undefined) {
+    throw new ConflictError('email_taken', 'An account with this e-mail address exists');
+  }
   const tenantId = await findOrCreateTenant(db, tenant);
   const id = randomUUID();
   const inserted = await withTenant(db, tenantId, async (trx) => {

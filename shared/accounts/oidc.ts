@@ -3,7 +3,7 @@ import type { Knex } from 'knex';
 import { normaliseEmail, sealString } from '../crypto/index.js';
 import { withTenant } from '../db/index.js';
 import { emailAad, emailIndex, findOrCreateTenant, ROLES, type AccountKeys, type Role } from './create.js';
-import { findUserByEmailIndex, type UserRow } from './repository.js';
+import { findUserByEmail, type UserRow } from './repository.js';
 
 /** What an identity provider vouched for in a verified ID token (and its userinfo). */
 export interface OidcIdentity {
@@ -11,7 +11,8 @@ export interface OidcIdentity {
   issuer: string;
   subject: string;
   email: string | undefined;
-  emailVerified: boolean;
+  /** The provider's `email_verified` claim; undefined when it sent none (or not a boolean). */
+  emailVerified: boolean | undefined;
   /** Our roles granted by the provider; an empty list means the plain `user` role. */
   roles: readonly Role[];
 }
@@ -81,23 +82,33 @@ async function linkLocalUser(db: Knex, user: UserRow, identity: OidcIdentity): P
   return rows[0];
 }
 
+export interface OidcLinkOptions {
+  /** Refuse every login whose provider says `email_verified: false` (BOTSERVER_OIDC_REQUIRE_VERIFIED_EMAIL). */
+  requireVerifiedEmail: boolean;
+  /** The tenant a new account is made in. */
+  tenant?: string;
+}
+
 /**
  * The account of an OIDC identity, found by (issuer, subject). When there is none: a local account with the same
- * e-mail address that is not yet linked is linked, but only when the provider says the address is verified;
- * otherwise a new account without password is made in `tenant`. The provider's roles then replace the account's
- * memberships in its tenant.
+ * e-mail address that is not yet linked is linked, but only when the provider says the address is verified
+ * (`email_verified: true`; absent is not verified); otherwise a new account without password is made in the
+ * tenant. With `requireVerifiedEmail`, a provider that says `email_verified: false` gets no account at all. The
+ * provider's roles then replace the account's memberships in its tenant.
  */
-export async function findOrLinkOidcUser(db: Knex, keys: AccountKeys, identity: OidcIdentity, tenant = OIDC_DEFAULT_TENANT): Promise<OidcLinkResult> {
+export async function findOrLinkOidcUser(db: Knex, keys: AccountKeys, identity: OidcIdentity, options: OidcLinkOptions): Promise<OidcLinkResult> {
+  const tenant = options.tenant ?? OIDC_DEFAULT_TENANT;
   let user = await findByIdentity(db, identity.issuer, identity.subject);
+  if (options.requireVerifiedEmail && identity.emailVerified === false) return { ok: false, reason: 'email_not_verified', user };
   let created = false;
   let linked = false;
   if (user === undefined) {
     const email = identity.email?.trim();
     if (email === undefined || email === '') return { ok: false, reason: 'email_missing', user: undefined };
-    const local = await findUserByEmailIndex(db, emailIndex(keys, email));
+    const local = await findUserByEmail(db, keys, email);
     if (local !== undefined) {
       if (local.oidc_issuer !== null || local.oidc_subject !== null) return { ok: false, reason: 'email_conflict', user: local };
-      if (!identity.emailVerified) return { ok: false, reason: 'email_not_verified', user: local };
+      if (identity.emailVerified !== true) return { ok: false, reason: 'email_not_verified', user: local };
       user = await linkLocalUser(db, local, identity);
       linked = user !== undefined;
     } else {

@@ -1,7 +1,7 @@
 import type { Knex } from 'knex';
 import { openString } from '../crypto/index.js';
 import { withTenant } from '../db/index.js';
-import { emailAad, type AccountKeys, type Role } from './create.js';
+import { emailAad, emailIndexCandidates, type AccountKeys, type Role } from './create.js';
 
 export interface UserRow {
   id: string;
@@ -21,6 +21,22 @@ export interface UserRow {
 
 export async function findUserByEmailIndex(db: Knex, emailIndex: string): Promise<UserRow | undefined> {
   return db('users').where({ email_index: emailIndex }).first<UserRow | undefined>();
+}
+
+/**
+ * The account with this e-mail address, looked up under the current blind-index key and every previous one; an
+ * account found under a previous key is re-indexed under the current one, so a rotation of DATABASE_ENCRYPTION_KEY
+ * moves accounts over as they are used.
+ */
+export async function findUserByEmail(db: Knex, keys: AccountKeys, email: string): Promise<UserRow | undefined> {
+  const candidates = emailIndexCandidates(keys, email);
+  const [current] = candidates;
+  if (current === undefined) return undefined;
+  if (candidates.length === 1) return findUserByEmailIndex(db, current);
+  const user = await db('users').whereIn('email_index', candidates).orderByRaw('email_index = ? desc', [current]).first<UserRow | undefined>();
+  if (user === undefined || user.email_index === current) return user;
+  const [moved] = await db('users').where({ id: user.id, email_index: user.email_index }).update({ email_index: current }, ['id']);
+  return moved === undefined ? user : { ...user, email_index: current };
 }
 
 export async function findUserById(db: Knex, id: string): Promise<UserRow | undefined> {

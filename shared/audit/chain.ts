@@ -1,6 +1,9 @@
 import type { Knex } from 'knex';
-import { hmacHex, timingSafeEqualHex } from '../crypto/index.js';
+import { hmacHex } from '../crypto/index.js';
 import type { AuditEventPayload } from '../queue/index.js';
+import { toAuditKeyring, type AuditKeyring, type ChainKeys, type ChainKeySource } from './keys.js';
+
+export type { ChainKeys } from './keys.js';
 
 /** The hash the first row chains to. */
 export const GENESIS_HASH = '0'.repeat(64);
@@ -60,17 +63,12 @@ export function canonicalContent(pseudonymKey: Buffer, event: AuditEventPayload)
   });
 }
 
-export interface ChainKeys {
-  chainKey: Buffer;
-  pseudonymKey: Buffer;
-}
-
 export function chainHash(keys: ChainKeys, previousHash: string, event: AuditEventPayload): string {
   return hmacHex(keys.chainKey, `${previousHash}\n${canonicalContent(keys.pseudonymKey, event)}`);
 }
 
 /** Appends one event at the end of the chain. Idempotent by event id, so a retried job writes it once. */
-export async function appendAuditEvent(db: Knex, keys: ChainKeys, event: AuditEventPayload): Promise<boolean> {
+export async function appendAuditEvent(db: Knex, keys: ChainKeySource, event: AuditEventPayload): Promise<boolean> {
   return (await appendAuditEvents(db, keys, [event])) === 1;
 }
 
@@ -93,30 +91,39 @@ function rawIdentities(event: AuditEventPayload): string[] {
   return [event.actor, user].filter((value): value is string => value !== null && value !== undefined && !isPseudonym(value));
 }
 
+/** The identity's pseudonyms under every configured key set: an erasure may have been recorded under an older one. */
+function pseudonymsOf(keyring: AuditKeyring, identity: string): string[] {
+  return keyring.all.map((set) => pseudonym(set.pseudonymKey, identity));
+}
+
 /**
  * An event of an identity erased before it reached the chain (it was still in the queue, or retried) is stored as
  * the erasure left the rows already written: the pseudonym as actor (with a pseudonymous IP) or as the user target.
  * The chain hash is the same either way (it covers identities as pseudonyms only).
  */
-function withErasedIdentity(keys: ChainKeys, event: AuditEventPayload, erased: ReadonlySet<string>): AuditEventPayload {
+function withErasedIdentity(keyring: AuditKeyring, event: AuditEventPayload, erased: ReadonlySet<string>): AuditEventPayload {
+  const keys = keyring.current;
+  const isErased = (identity: string): boolean => pseudonymsOf(keyring, identity).some((subject) => erased.has(subject));
   let result = event;
-  if (event.actor !== null && !isPseudonym(event.actor)) {
-    const subject = pseudonym(keys.pseudonymKey, event.actor);
-    if (erased.has(subject)) result = { ...result, actor: subject, ip: event.ip === null ? null : pseudonym(keys.pseudonymKey, event.ip) };
+  if (event.actor !== null && !isPseudonym(event.actor) && isErased(event.actor)) {
+    result = { ...result, actor: pseudonym(keys.pseudonymKey, event.actor), ip: event.ip === null ? null : pseudonym(keys.pseudonymKey, event.ip) };
   }
   const user = userOfTarget(event.target);
-  if (user !== undefined && !isPseudonym(user) && erased.has(pseudonym(keys.pseudonymKey, user))) {
+  if (user !== undefined && !isPseudonym(user) && isErased(user)) {
     result = { ...result, target: pseudonymousTarget(keys.pseudonymKey, event.target) };
   }
   return result;
 }
 
 /**
- * Appends events in order, in one transaction under the chain lock (one lock and one insert for the whole batch).
- * Events already in the chain (by event id) are skipped. Returns how many were written.
+ * Appends events in order, in one transaction under the chain lock (one lock and one insert for the whole batch),
+ * hashed with the current key set, whose kid each row records. Events already in the chain (by event id) are
+ * skipped. Returns how many were written.
  */
-export async function appendAuditEvents(db: Knex, keys: ChainKeys, events: readonly AuditEventPayload[]): Promise<number> {
+export async function appendAuditEvents(db: Knex, source: ChainKeySource, events: readonly AuditEventPayload[]): Promise<number> {
   if (events.length === 0) return 0;
+  const keyring = toAuditKeyring(source);
+  const keys = keyring.current;
   return db.transaction(async (trx) => {
     await trx.raw('select pg_advisory_xact_lock(?)', [CHAIN_LOCK_ID]);
     const known = await trx('audit_events').whereIn('event_id', events.map((event) => event.eventId)).pluck<string[]>('event_id');
@@ -125,14 +132,14 @@ export async function appendAuditEvents(db: Knex, keys: ChainKeys, events: reado
     let previousHash = last?.hash ?? GENESIS_HASH;
     // Under the chain lock, so an erasure (which appends its event under the same lock) is either seen here or
     // commits after this batch, and then its pseudonymisation pass covers these rows.
-    const erased = await erasedAmong(trx, events.flatMap(rawIdentities).map((identity) => pseudonym(keys.pseudonymKey, identity)));
+    const erased = await erasedAmong(trx, events.flatMap(rawIdentities).flatMap((identity) => pseudonymsOf(keyring, identity)));
     const rows = [];
     for (const original of events) {
       if (seen.has(original.eventId)) continue;
       seen.add(original.eventId);
       const subject = original.type === ERASURE_EVENT_TYPE ? original.details.subject : undefined;
       if (typeof subject === 'string') erased.add(subject);
-      const event = withErasedIdentity(keys, original, erased);
+      const event = withErasedIdentity(keyring, original, erased);
       const hash = chainHash(keys, previousHash, event);
       rows.push({
         event_id: event.eventId,
@@ -147,6 +154,7 @@ export async function appendAuditEvents(db: Knex, keys: ChainKeys, events: reado
         details: JSON.stringify(event.details),
         prev_hash: previousHash,
         hash,
+        key_id: keys.kid,
       });
       previousHash = hash;
     }
@@ -171,6 +179,8 @@ export interface AuditRow {
   details: Record<string, unknown>;
   prev_hash: string;
   hash: string;
+  /** Kid of the key set the row was hashed with; null for rows written before key ids were recorded. */
+  key_id: string | null;
 }
 
 export function rowToEvent(row: AuditRow): AuditEventPayload {
@@ -186,30 +196,4 @@ export function rowToEvent(row: AuditRow): AuditEventPayload {
     requestId: row.request_id,
     details: row.details,
   };
-}
-
-export interface VerifyResult {
-  ok: boolean;
-  checked: number;
-  firstBrokenId?: string;
-}
-
-/** Walks the whole chain in order; the first row whose link or hash does not hold is reported. */
-export async function verifyAuditChain(db: Knex, keys: ChainKeys, batchSize = 2000): Promise<VerifyResult> {
-  let previousHash = GENESIS_HASH;
-  let lastId = '0';
-  let checked = 0;
-  for (;;) {
-    const rows = (await db('audit_events').where('id', '>', lastId).orderBy('id').limit(batchSize)) as AuditRow[];
-    if (rows.length === 0) return { ok: true, checked };
-    for (const row of rows) {
-      const expected = chainHash(keys, previousHash, rowToEvent(row));
-      if (row.prev_hash !== previousHash || !timingSafeEqualHex(row.hash, expected)) {
-        return { ok: false, checked, firstBrokenId: String(row.id) };
-      }
-      previousHash = row.hash;
-      lastId = String(row.id);
-      checked += 1;
-    }
-  }
 }

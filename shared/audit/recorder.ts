@@ -2,7 +2,8 @@ import { randomUUID } from 'node:crypto';
 import type { Knex } from 'knex';
 import { log } from '../log/index.js';
 import type { AuditEventPayload, QueueFactory } from '../queue/index.js';
-import { appendAuditEvent, type ChainKeys } from './chain.js';
+import { appendAuditEvent } from './chain.js';
+import type { ChainKeySource } from './keys.js';
 import type { AuditEventInput } from './types.js';
 
 const ENQUEUE_TIMEOUT_MS = 2000;
@@ -12,7 +13,7 @@ export interface AuditRecorderOptions {
   queues: QueueFactory;
   /** Lazily opened connection as the audit role, used only when the queue cannot take the event. */
   fallbackDb: () => Knex;
-  keys: ChainKeys;
+  keys: ChainKeySource;
 }
 
 /**

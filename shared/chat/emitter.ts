@@ -1,6 +1,6 @@
 import { Emitter } from '@socket.io/redis-emitter';
 import type { Redis } from 'ioredis';
-import { conversationRoom, type MessageChunkEvent, type MessageErrorEvent, type MessageNewEvent, type ServerToClientEvents } from './events.js';
+import { conversationRoom, sessionRoom, staffRoom, type ConversationStatusEvent, type MessageChunkEvent, type MessageErrorEvent, type MessageNewEvent, type ServerToClientEvents } from './events.js';
 
 /**
  * Publishes conversation events through Redis to whichever API process holds each socket (the API's
@@ -23,5 +23,16 @@ export class ChatEmitter {
 
   messageError(event: MessageErrorEvent): void {
     this.emitter.to(conversationRoom(event.conversationId)).emit('message:error', event);
+  }
+
+  /** Disconnects the sockets of these login sessions, on whichever API process holds them. */
+  endSessions(sessionIds: readonly string[]): void {
+    if (sessionIds.length === 0) return;
+    this.emitter.in(sessionIds.map(sessionRoom)).disconnectSockets(true);
+  }
+
+  /** To the conversation's room and to its tenant's staff, in one publish. */
+  conversationStatus(tenantId: string, event: ConversationStatusEvent): void {
+    this.emitter.to(conversationRoom(event.conversationId)).to(staffRoom(tenantId)).emit('conversation:status', event);
   }
 }

@@ -3,12 +3,12 @@ import type { Knex } from 'knex';
 import { z } from 'zod';
 import { openString, sealString, type KeyRing } from '../crypto/index.js';
 import { attachmentsOf, type AttachmentSummary } from '../files/index.js';
-import type { MessageNewEvent, MessageSource } from './events.js';
+import type { MessageNewEvent, MessageRole, MessageSource } from './events.js';
 
 export interface StoredMessage {
   messageId: string;
   conversationId: string;
-  role: 'user' | 'bot';
+  role: MessageRole;
   text: string;
   createdAt: string;
   replyTo: string | null;
@@ -19,7 +19,7 @@ export interface StoredMessage {
 interface MessageRow {
   id: string;
   conversation_id: string;
-  role: 'user' | 'bot';
+  role: MessageRole;
   text_ciphertext: string;
   created_at: Date;
   reply_to: string | null;
@@ -68,7 +68,7 @@ export interface NewMessage {
   id?: string;
   tenantId: string;
   conversationId: string;
-  role: 'user' | 'bot';
+  role: MessageRole;
   text: string;
   clientMessageId?: string | undefined;
   replyTo?: string | undefined;

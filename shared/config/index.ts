@@ -3,6 +3,7 @@ import { existsSync, readFileSync } from 'node:fs';
 import { isAbsolute, resolve } from 'node:path';
 import { ConfigError } from '../errors.js';
 import { DEFAULT_UPLOAD_TYPES } from '../files/allowlist.js';
+import { LOOPBACK_ENTRY } from '../net/egress.js';
 import { loadOrCreateDevSecrets } from './devSecrets.js';
 import { envSchema, type Feature, type RawEnv } from './schema.js';
 
@@ -24,10 +25,18 @@ export interface Config {
   dataDir: string;
   databaseUrl: string;
   redisUrl: string;
+  /** Set: Redis is reached through Sentinel (REDIS_URL then gives only the master's credentials, database and TLS). */
+  redisSentinel: { sentinels: ReadonlyArray<{ host: string; port: number }>; name: string; password: string | undefined } | undefined;
+  /** BullMQ key prefix; a `{hash tag}` keeps every queue key in one Redis Cluster slot. */
+  queuePrefix: string;
   host: string;
   port: number;
   features: ReadonlySet<Feature>;
   oidc: { issuer: string; clientId: string; clientSecret: string | undefined } | undefined;
+  /** OIDC logins whose provider says `email_verified: false` are refused (BOTSERVER_OIDC_REQUIRE_VERIFIED_EMAIL). */
+  oidcRequireVerifiedEmail: boolean;
+  /** BOTSERVER_EGRESS_ALLOW: what tenant-chosen connections may reach beyond public addresses (see shared/net/egress.ts). */
+  egressAllow: readonly string[];
   auditEnabled: boolean;
   /** Fraction (0..1) of API requests recorded as `api.call` audit events; 0 = none. */
   auditApiSampleRate: number;
@@ -42,6 +51,8 @@ export interface Config {
   /** Media types an upload may have (sniffed from its bytes); exact types or `major/*`. */
   uploadTypes: readonly string[];
   wsMaxMessageSize: number;
+  /** Port of a worker process's `/healthz` and `/readyz` listener (on `host`); undefined = none. */
+  healthPort: number | undefined;
   /** BullMQ lock of an active job and stalled-job check interval (ms): how soon a crashed worker's jobs run again. */
   jobLockMs: number;
   tls: { certPath: string; keyPath: string; minVersion: 'TLSv1.2' | 'TLSv1.3' } | undefined;
@@ -127,6 +138,15 @@ function resolveTls(raw: RawEnv): Config['tls'] {
   return { certPath: raw.BOTSERVER_TLS_CERT, keyPath: raw.BOTSERVER_TLS_KEY, minVersion: raw.BOTSERVER_TLS_MIN_VERSION === '1.2' ? 'TLSv1.2' : 'TLSv1.3' };
 }
 
+function resolveSentinel(raw: RawEnv): Config['redisSentinel'] {
+  if (raw.REDIS_SENTINELS.length === 0) {
+    if (raw.REDIS_SENTINEL_NAME !== undefined) throw new ConfigError('REDIS_SENTINELS', 'is required when REDIS_SENTINEL_NAME is set');
+    return undefined;
+  }
+  if (raw.REDIS_SENTINEL_NAME === undefined) throw new ConfigError('REDIS_SENTINEL_NAME', 'is required when REDIS_SENTINELS is set (the monitored master group)');
+  return { sentinels: raw.REDIS_SENTINELS, name: raw.REDIS_SENTINEL_NAME, password: raw.REDIS_SENTINEL_PASSWORD };
+}
+
 function securityWarnings(raw: RawEnv, tls: Config['tls']): string[] {
   const warnings: string[] = [];
   const production = raw.NODE_ENV === 'production';
@@ -135,6 +155,9 @@ function securityWarnings(raw: RawEnv, tls: Config['tls']): string[] {
   }
   if (production && raw.BOTSERVER_ALLOWED_ORIGINS.some((origin) => origin.startsWith('http://'))) {
     warnings.push('BOTSERVER_ALLOWED_ORIGINS lists plain-HTTP origins in production');
+  }
+  if (raw.BOTSERVER_EGRESS_ALLOW === undefined && raw.NODE_ENV === 'development') {
+    warnings.push('BOTSERVER_EGRESS_ALLOW is unset: in development tenant-configured connections (e-mail channels) may reach loopback addresses');
   }
   if (raw.BOTSERVER_ENABLE_AUDIT === false) warnings.push('BOTSERVER_ENABLE_AUDIT=false: no audit trail is written');
   if (production && !raw.BOTSERVER_REQUIRE_MFA) warnings.push('BOTSERVER_REQUIRE_MFA=false: admins may log in without a second factor');
@@ -161,6 +184,8 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     dataDir,
     databaseUrl: raw.DATABASE_URL,
     redisUrl: raw.REDIS_URL,
+    redisSentinel: resolveSentinel(raw),
+    queuePrefix: raw.BOTSERVER_QUEUE_PREFIX,
     host: raw.BOTSERVER_HOST,
     port: raw.BOTSERVER_PORT,
     features: new Set(raw.BOTSERVER_FEATURES as Feature[]),
@@ -168,6 +193,9 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
       raw.ZITADEL_DOMAIN === undefined || raw.ZITADEL_CLIENT_ID === undefined
         ? undefined
         : { issuer: raw.ZITADEL_DOMAIN, clientId: raw.ZITADEL_CLIENT_ID, clientSecret: raw.ZITADEL_CLIENT_SECRET },
+    oidcRequireVerifiedEmail: raw.BOTSERVER_OIDC_REQUIRE_VERIFIED_EMAIL,
+    // Unset: loopback outside production (local mail servers work), nothing in production; set: exactly its entries.
+    egressAllow: raw.BOTSERVER_EGRESS_ALLOW ?? (production ? [] : [LOOPBACK_ENTRY]),
     auditEnabled: raw.BOTSERVER_ENABLE_AUDIT,
     auditApiSampleRate: raw.BOTSERVER_AUDIT_API_SAMPLE_RATE,
     requireMfa: raw.BOTSERVER_REQUIRE_MFA,
@@ -180,6 +208,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     maxUploadSize: raw.BOTSERVER_MAX_UPLOAD_SIZE,
     uploadTypes: raw.BOTSERVER_UPLOAD_TYPES.length === 0 ? DEFAULT_UPLOAD_TYPES : raw.BOTSERVER_UPLOAD_TYPES.map((item) => item.toLowerCase()),
     wsMaxMessageSize: raw.BOTSERVER_WS_MAX_MESSAGE_SIZE,
+    healthPort: raw.BOTSERVER_HEALTH_PORT,
     jobLockMs: raw.BOTSERVER_JOB_LOCK_MS,
     tls,
     llm: raw.LLM_BASE_URL === undefined ? undefined : { baseUrl: raw.LLM_BASE_URL, apiKey: raw.LLM_API_KEY, model: raw.LLM_MODEL },

@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import { invalidAllowEntry } from '../net/egress.js';
 
 /** The environment variables of CONTRACT §2, each with its default. Parsed once at start. */
 
@@ -45,6 +46,19 @@ const commaList = z
   .optional()
   .transform((value) => (value ?? '').split(',').map((item) => item.trim()).filter((item) => item !== ''));
 
+/** `host:port` items (`[v6]:port` for IPv6) of REDIS_SENTINELS. */
+const sentinelList = commaList.transform((items, context) =>
+  items.flatMap((item) => {
+    const match = /^(\[[0-9a-fA-F:.]+\]|[A-Za-z0-9.-]+):(\d{1,5})$/.exec(item);
+    const port = Number(match?.[2]);
+    if (match?.[1] === undefined || port < 1 || port > 65535) {
+      context.addIssue({ code: 'custom', message: 'must be a comma list of host:port (sentinel addresses)' });
+      return [];
+    }
+    return [{ host: match[1].replace(/^\[|\]$/g, ''), port }];
+  }),
+);
+
 const FEATURES = ['vectordb', 'email'] as const;
 const WORKER_FAMILIES = ['reply', 'embed', 'email', 'files', 'audit'] as const;
 
@@ -65,6 +79,13 @@ export const envSchema = z.object({
   BOTSERVER_DATA_DIR: z.string().min(1).default('./.botserver'),
   DATABASE_URL: url(['postgres:', 'postgresql:']).default('postgres://postgres@127.0.0.1:5432/botserver'),
   REDIS_URL: url(['redis:', 'rediss:']).default('redis://127.0.0.1:6379'),
+  REDIS_SENTINELS: sentinelList,
+  REDIS_SENTINEL_NAME: optionalText,
+  REDIS_SENTINEL_PASSWORD: optionalText,
+  BOTSERVER_QUEUE_PREFIX: z
+    .string()
+    .regex(/^(?=.{1,64}$)[\w.-]*(\{[\w.-]+\}[\w.-]*)?$/, 'must be 1-64 letters, digits, _ . - with at most one {hash tag}')
+    .default('bull'),
   BOTSERVER_HOST: z.string().min(1).default('127.0.0.1'),
   BOTSERVER_PORT: z
     .string()
@@ -79,6 +100,16 @@ export const envSchema = z.object({
   ZITADEL_DOMAIN: optionalUrl(['https:', 'http:']),
   ZITADEL_CLIENT_ID: optionalText,
   ZITADEL_CLIENT_SECRET: optionalText,
+  BOTSERVER_OIDC_REQUIRE_VERIFIED_EMAIL: boolean(true),
+  /** Unset: the environment's default (see loadConfig); set, even to an empty value, it replaces that default. */
+  BOTSERVER_EGRESS_ALLOW: z
+    .string()
+    .optional()
+    .transform((value) => (value === undefined ? undefined : value.split(',').map((item) => item.trim()).filter((item) => item !== '')))
+    .superRefine((items, context) => {
+      const bad = items === undefined ? undefined : invalidAllowEntry(items);
+      if (bad !== undefined) context.addIssue({ code: 'custom', message: `entry ${bad} must be an address, a CIDR (10.1.2.0/24), a host name or loopback` });
+    }),
   BOTSERVER_ENABLE_AUDIT: boolean(true),
   BOTSERVER_AUDIT_API_SAMPLE_RATE: z
     .string()
@@ -112,6 +143,14 @@ export const envSchema = z.object({
     'must be a comma list of media types such as application/pdf or image/*',
   ),
   BOTSERVER_WS_MAX_MESSAGE_SIZE: positiveInt(10485760),
+  BOTSERVER_HEALTH_PORT: optionalText.pipe(
+    z
+      .string()
+      .regex(/^\d{1,5}$/, 'must be a port number')
+      .transform(Number)
+      .refine((port) => port >= 1 && port <= 65535, 'must be a port number (1-65535)')
+      .optional(),
+  ),
   BOTSERVER_JOB_LOCK_MS: positiveInt(30000).refine((value) => value >= 1000, 'must be at least 1000 (milliseconds)'),
   BOTSERVER_TLS_CERT: optionalText,
   BOTSERVER_TLS_KEY: optionalText,

@@ -1,9 +1,13 @@
 import { Worker } from 'node:worker_threads';
+import { runsCompiled } from '../runtime.js';
 import { ExtractionError } from './extract.js';
 import type { TextSection } from './types.js';
 
 /** Heap a document's extraction may use (pdfjs holds a PDF's objects and fonts while it reads). */
 export const EXTRACTION_HEAP_MB = 256;
+
+/** Under tsx a thread must register tsx's loader first (the .mjs entry); compiled, it starts at its body. */
+const THREAD_ENTRY = runsCompiled(import.meta.url) ? new URL('./extract-thread-main.js', import.meta.url) : new URL('./extract-thread-entry.mjs', import.meta.url);
 
 type ThreadAnswer = { ok: true; sections: TextSection[] } | { ok: false; code: string; message: string; status: number };
 
@@ -14,7 +18,7 @@ type ThreadAnswer = { ok: true; sections: TextSection[] } | { ok: false; code: s
  */
 export function extractInThread(bytes: Buffer, type: string, heapMb = EXTRACTION_HEAP_MB): Promise<TextSection[]> {
   return new Promise((resolve, reject) => {
-    const thread = new Worker(new URL('./extract-thread-entry.mjs', import.meta.url), {
+    const thread = new Worker(THREAD_ENTRY, {
       workerData: { bytes, type },
       resourceLimits: { maxOldGenerationSizeMb: heapMb, maxYoungGenerationSizeMb: 32 },
       stdout: false,

@@ -20,13 +20,29 @@ export const auditEventSchema = z.object({
 });
 export type AuditEventPayload = z.infer<typeof auditEventSchema>;
 
+/**
+ * The `audit` queue carries two kinds of job: events to append (any other job name: the event type) and, named
+ * `verify`, a walk of the chain for the run `runId` (from the last checkpoint, or from the first row when `full`).
+ * Verification shares the audit family's worker and role rather than a queue of its own: it reads the same table
+ * and its checkpoints are signed with the same key.
+ */
+export const AUDIT_VERIFY_JOB = 'verify';
+export const auditVerifySchema = z.strictObject({ runId: uuid, full: z.boolean() });
+export type AuditVerifyPayload = z.infer<typeof auditVerifySchema>;
+
+/** Which kind of audit job a decrypted payload is; the job name decides, and the payload must fit it. */
+export function auditJobOf(jobName: string, data: AuditEventPayload | AuditVerifyPayload): { kind: 'verify'; data: AuditVerifyPayload } | { kind: 'event'; data: AuditEventPayload } | undefined {
+  if (jobName === AUDIT_VERIFY_JOB) return 'runId' in data ? { kind: 'verify', data } : undefined;
+  return 'eventId' in data ? { kind: 'event', data } : undefined;
+}
+
 export const jobSchemas = {
   'bot-reply': z.object({ tenantId: uuid, conversationId: uuid, messageId: uuid }),
   embed: z.object({ tenantId: uuid, documentId: uuid }),
   'email-inbound': z.object({ tenantId: uuid, botId: uuid, uidValidity: z.number().int().nonnegative(), uid: z.number().int().positive() }),
   'email-outbound': z.object({ tenantId: uuid, conversationId: uuid, replyToMessageId: uuid, botMessageId: uuid }),
   'file-encrypt': z.object({ tenantId: uuid, fileId: uuid }),
-  audit: auditEventSchema,
+  audit: z.union([auditEventSchema, auditVerifySchema]),
 } satisfies Record<QueueName, z.ZodType>;
 
 export type JobData<Q extends QueueName> = z.infer<(typeof jobSchemas)[Q]>;

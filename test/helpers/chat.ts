@@ -223,8 +223,9 @@ export interface BotSpec {
   name?: string;
   public?: boolean;
   greeting?: string;
-  rules?: Array<{ match: string; reply: string }>;
+  rules?: Array<{ match: string; reply: string; handoff?: boolean }>;
   llm?: Record<string, unknown>;
+  allowedOrigins?: string[];
 }
 
 /** Creates a bot through REST as `staff` (an admin or operator); returns its id. */

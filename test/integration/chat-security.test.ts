@@ -294,8 +294,9 @@ describe('chat security: Socket.IO and REST boundaries', function () {
       expect(foreign.status).to.equal(404);
       expect((await restJson('POST', `${api.url}/api/conversations/${mine}/messages`, { token: other.token, body: { text: 'hi' } })).status).to.equal(404);
       expect((await listConversation(api.url, operator.token, mine)).map((message) => message.text)).to.deep.equal(['Welcome']);
-      // Reading is all an operator may do in someone else's conversation.
-      expect((await restJson('POST', `${api.url}/api/conversations/${mine}/messages`, { token: operator.token, body: { text: 'hi' } })).status).to.equal(404);
+      // Reading is all an operator may do in someone else's conversation, until they take it over.
+      const write = await restJson('POST', `${api.url}/api/conversations/${mine}/messages`, { token: operator.token, body: { text: 'hi' } });
+      expect([write.status, write.body.error]).to.deep.equal([409, 'handoff_required']);
     });
   });
 });

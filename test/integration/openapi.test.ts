@@ -6,7 +6,7 @@ import { buildOpenApiDocument, jsonSchemaOf, openApiPath, pathParamNames, type J
 import { ROUTES, routesFor, type RouteSpec } from '../../api/openapi/registry.js';
 import { loginSchema } from '../../api/routes/auth.js';
 import { createBotSchema } from '../../api/routes/bots.js';
-import { historySchema, sendSchema } from '../../api/routes/conversations.js';
+import { historySchema, sendSchema } from '../../api/conversations/schema.js';
 import { joinSchema } from '../../api/socket/handlers.js';
 import type { Config } from '../../shared/config/index.js';
 import { createKernel, type Kernel } from '../../shared/kernel.js';
@@ -204,6 +204,7 @@ describe('OpenAPI 3.1 document (/api/openapi.json)', function () {
       '/api/bots/:id': botId,
       '/api/bots/:id/knowledge': botId,
       '/api/bots/:id/knowledge/search': botId,
+      '/api/conversations/:id': conversationId,
       '/api/conversations/:id/messages': conversationId,
       '/api/files/:id': fileId,
     };

@@ -210,7 +210,7 @@ describe('queues: encrypted BullMQ jobs (CONTRACT §6)', function () {
     it('receive an audit event with its details intact', async () => {
       const canary = `canary-${randomBytes(8).toString('hex')}`;
       const event = auditEvent({ details: { note: canary, count: 3, list: [1, 'two'] } });
-      const received = deferred<AuditEventPayload>('the audit job');
+      const received = deferred<JobData<'audit'>>('the audit job');
       factory.worker('audit', async (payload) => {
         received.resolve(payload);
         return Promise.resolve();

@@ -9,6 +9,8 @@ import * as auditPseudonymise from './007_audit_pseudonymise.js';
 import * as emailDedupe from './009_email_dedupe.js';
 import * as filesPipeline from './010_files_pipeline.js';
 import * as knowledgePipeline from './011_knowledge_pipeline.js';
+import * as consoleHandoff from './012_console_handoff.js';
+import * as auditKeysAndVerification from './013_audit_keys_and_verification.js';
 
 export interface NamedMigration {
   name: string;
@@ -28,4 +30,6 @@ export const migrations: readonly NamedMigration[] = [
   { name: '009_email_dedupe', up: emailDedupe.up, down: emailDedupe.down },
   { name: '010_files_pipeline', up: filesPipeline.up, down: filesPipeline.down },
   { name: '011_knowledge_pipeline', up: knowledgePipeline.up, down: knowledgePipeline.down },
+  { name: '012_console_handoff', up: consoleHandoff.up, down: consoleHandoff.down },
+  { name: '013_audit_keys_and_verification', up: auditKeysAndVerification.up, down: auditKeysAndVerification.down },
 ];

@@ -1,0 +1,24 @@
+import { fileURLToPath } from 'node:url';
+
+/**
+ * The same code runs two ways: as TypeScript through tsx (`npm start`, `npx botserver`, the tests) and as JavaScript
+ * compiled by `npm run build` into `dist/` (the container image). A module that starts a process or a thread of its
+ * own code asks here which file to start and how.
+ */
+
+/** True when the module whose `import.meta.url` this is was compiled to JavaScript. */
+export function runsCompiled(moduleUrl: string): boolean {
+  return moduleUrl.endsWith('.js');
+}
+
+/**
+ * A sibling module of `moduleUrl` to run in a new process: `relative` names it without extension (`../cli`); the
+ * node arguments load tsx first when the caller itself runs as TypeScript.
+ */
+export function ownModuleCommand(moduleUrl: string, relative: string): { path: string; nodeArgs: string[] } {
+  const compiled = runsCompiled(moduleUrl);
+  return {
+    path: fileURLToPath(new URL(`${relative}${compiled ? '.js' : '.ts'}`, moduleUrl)),
+    nodeArgs: compiled ? [] : ['--import', 'tsx'],
+  };
+}
