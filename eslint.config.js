@@ -7,7 +7,7 @@ const browserGlobals = Object.fromEntries(
     'window', 'document', 'location', 'history', 'navigator', 'console', 'crypto', 'globalThis',
     'fetch', 'Headers', 'FormData', 'XMLHttpRequest', 'URL', 'URLSearchParams', 'CSS', 'CSSStyleSheet', 'Intl',
     'setTimeout', 'clearTimeout', 'setInterval', 'clearInterval',
-    'Node', 'Element', 'HTMLElement', 'HTMLAnchorElement', 'HTMLButtonElement', 'HTMLDialogElement', 'HTMLFormElement',
+    'Node', 'Element', 'HTMLElement', 'HTMLAnchorElement', 'HTMLButtonElement', 'HTMLDialogElement', 'HTMLFieldSetElement', 'HTMLFormElement',
     'HTMLIFrameElement', 'HTMLImageElement', 'HTMLInputElement', 'HTMLLIElement', 'HTMLOListElement', 'HTMLScriptElement',
     'HTMLSelectElement', 'HTMLTableElement', 'HTMLTextAreaElement', 'SubmitEvent', 'KeyboardEvent', 'MessageEvent',
   ].map((name) => [name, 'readonly']),

@@ -4,6 +4,7 @@ import helmet from 'helmet';
 import { createRedis, type Kernel } from '../shared/kernel.js';
 import { accountDuties, authenticate } from './auth/authenticate.js';
 import { createApiContext, type ApiContext } from './context.js';
+import { checkReadiness } from '../shared/health.js';
 import { allowedOriginsCors, widgetOriginsCors } from './http/cors.js';
 import { bodyParsers } from './http/body.js';
 import { errorHandler, notFound } from './http/errors.js';
@@ -37,6 +38,7 @@ export async function createApp(kernel: Kernel): Promise<App> {
   app.set('trust proxy', kernel.config.trustProxy === undefined ? false : parseTrustProxy(kernel.config.trustProxy));
   const probeRedis = createRedis(kernel.config, 'botserver-readyz', { enableOfflineQueue: false, maxRetriesPerRequest: 0 });
 
+  context.metrics.readiness = () => checkReadiness(probeRedis, kernel.db);
   app.use(requestId);
   const tls = kernel.config.tls !== undefined;
   app.use(

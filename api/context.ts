@@ -7,6 +7,7 @@ import type { AuditEventInput } from '../shared/audit/index.js';
 import { ChatEmitter } from '../shared/chat/index.js';
 import { randomToken } from '../shared/crypto/index.js';
 import type { Kernel } from '../shared/kernel.js';
+import { TOKEN_KID_REDIS_KEY } from '../shared/keys.js';
 import { log } from '../shared/log/index.js';
 import { LoginGuard } from './auth/loginGuard.js';
 import { ApiMetrics } from './http/metrics.js';
@@ -43,6 +44,8 @@ export async function createApiContext(kernel: Kernel): Promise<ApiContext> {
   // The files worker creates the bucket too; here a failure only means downloads answer 503 until it exists.
   await storage.ensureReady().catch((error: unknown) => log.error('file storage is not ready', { backend: storage.kind, error: error instanceof Error ? error.message : String(error) }));
   kernel.onClose(() => storage.close());
+  // Which token key this process hashes refresh tokens and cookie secrets with, for `botserver keys rotate --check`.
+  void redis.set(TOKEN_KID_REDIS_KEY, keys.tokenKid).catch((error: unknown) => log.warn('token key id not recorded', { error: error instanceof Error ? error.message : String(error) }));
   const chat = new ChatEmitter(redis);
   return {
     kernel,

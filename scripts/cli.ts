@@ -3,9 +3,8 @@ import { ROLES } from '../shared/accounts/index.js';
 import { loadConfig, workerFamilies, type Config, type WorkerFamily } from '../shared/config/index.js';
 import { ConfigError, UsageError, AppError } from '../shared/errors.js';
 import { configureProcessLogging, createKernel } from '../shared/kernel.js';
-import { startApiServer } from '../api/server.js';
-import { startWorkers } from '../workers/main.js';
 import { verifyAudit } from './commands/audit.js';
+import { checkRotation, formatRotationReport } from './commands/keys.js';
 import { envFileLines, keyLines, writeEnvFile } from './commands/keygen.js';
 import { migrate } from './commands/migrate.js';
 import { startAll } from './commands/start.js';
@@ -28,6 +27,8 @@ program
   .command('api')
   .description('run the HTTP + Socket.IO layer')
   .action(async () => {
+    // Loaded by the command that runs it: a worker process never loads the API's code, nor the API a worker's.
+    const { startApiServer } = await import('../api/server.js');
     const kernel = createKernel(config('botserver-api'), 'api');
     const server = await startApiServer(kernel);
     stopOnSignals(() => server.shutdown());
@@ -38,6 +39,7 @@ program
   .description('run one worker family (its own process), or all')
   .addArgument(new Command().createArgument('<family>', 'worker family').choices([...workerFamilies, 'all']))
   .action(async (family: WorkerFamily | 'all') => {
+    const { startWorkers } = await import('../workers/main.js');
     const workers = await startWorkers(config(`botserver-worker-${family}`), family);
     stopOnSignals(() => workers.shutdown());
   });
@@ -64,6 +66,18 @@ program
     const lines = envFileLines(options.secret ?? []);
     writeEnvFile(options.out, lines);
     process.stdout.write(`wrote ${lines.length} secrets to ${options.out} (mode 0600): ${lines.map((line) => line.split('=')[0]).join(', ')}\n`);
+  });
+
+const keys = program.command('keys').description('key rotation');
+keys
+  .command('rotate')
+  .description('with --check: what this configuration (new keys set, replaced ones in BOTSERVER_PREVIOUS_KEYS) would invalidate')
+  .option('--check', 'report only; change nothing')
+  .action(async (options: { check?: boolean }) => {
+    if (options.check !== true) throw new UsageError('--check', 'only `keys rotate --check` exists: a rotation is made by changing the variables as the README (Key rotation) says');
+    const report = await checkRotation(config('botserver-cli'));
+    process.stdout.write(formatRotationReport(report));
+    if (report.breaks) process.exitCode = 1;
   });
 
 const user = program.command('user').description('manage local accounts');

@@ -65,10 +65,12 @@ export class ConflictError extends AppError {
   }
 }
 
-/** A dependency (Redis, PostgreSQL, a peer) is not reachable right now. */
+/** A dependency (Redis, PostgreSQL, a peer) is not reachable right now: the client should retry after `retryAfterMs`. */
 export class UnavailableError extends AppError {
-  constructor(message: string, cause?: unknown) {
+  readonly retryAfterMs: number;
+  constructor(message: string, cause?: unknown, retryAfterMs = 2000) {
     super('unavailable', message, { status: 503, expose: true, cause });
+    this.retryAfterMs = retryAfterMs;
   }
 }
 

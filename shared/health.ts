@@ -22,8 +22,13 @@ async function answers(check: () => Promise<unknown>): Promise<boolean> {
 
 export interface Readiness {
   ready: boolean;
-  body: { status: 'ready' | 'unavailable'; redis: 'ok' | 'down'; postgres: 'ok' | 'down' };
+  /** Each dependency `up` or `down`; nothing about where it is or what failed. */
+  body: { status: 'ready' | 'unavailable'; redis: DependencyState; postgres: DependencyState };
 }
+
+export type DependencyState = 'up' | 'down';
+
+const stateOf = (up: boolean): DependencyState => (up ? 'up' : 'down');
 
 /**
  * What `/readyz` reports, for the API and for workers alike: Redis and PostgreSQL answer now (within 1.5 s each).
@@ -32,5 +37,5 @@ export interface Readiness {
 export async function checkReadiness(probeRedis: Redis, db: Knex): Promise<Readiness> {
   const [redis, postgres] = await Promise.all([answers(() => probeRedis.ping()), answers(() => db.raw('select 1'))]);
   const ready = redis && postgres;
-  return { ready, body: { status: ready ? 'ready' : 'unavailable', redis: redis ? 'ok' : 'down', postgres: postgres ? 'ok' : 'down' } };
+  return { ready, body: { status: ready ? 'ready' : 'unavailable', redis: stateOf(redis), postgres: stateOf(postgres) } };
 }

@@ -61,7 +61,7 @@ export function createKernel(config: Config, family: ProcessFamily, options: Ker
   const keys = new Keys(config.secrets);
   const redis = createRedis(config, `botserver-${family}`);
   const db = createDb({ url: config.databaseUrl, role: familyRole[family] });
-  const queues = new QueueFactory({ connection: redis, ring: keys.payloadRing, prefix: options.queuePrefix ?? config.queuePrefix });
+  const queues = new QueueFactory({ connection: redis, ring: keys.payloadRing, prefix: options.queuePrefix ?? config.queuePrefix, jobLockMs: config.jobLockMs });
   let auditDb: Knex | undefined = family === 'audit' ? db : undefined;
   const fallbackDb = (): Knex => (auditDb ??= createDb({ url: config.databaseUrl, role: familyRole.audit, poolMax: 2 }));
   const audit = new AuditRecorder({

@@ -129,3 +129,6 @@ export class Keys {
     for (const key of this.#held) key.fill(0);
   }
 }
+
+/** Redis key where API processes record the kid of the token key they hash with (for `keys rotate --check`). */
+export const TOKEN_KID_REDIS_KEY = 'botserver:keys:token-kid';

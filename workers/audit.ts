@@ -31,6 +31,6 @@ export function startAuditWorker(kernel: Kernel): void {
         throw error;
       }
     },
-    { concurrency: AUDIT_CONCURRENCY, lockDuration: kernel.config.jobLockMs, stalledInterval: kernel.config.jobLockMs },
+    { concurrency: AUDIT_CONCURRENCY },
   );
 }

@@ -510,7 +510,7 @@ export function startEmailWorker(kernel: Kernel, options: Partial<EmailWorkerOpt
       const result = await sendEmailReply(kernel, pools, data);
       if (result === 'already') log.info('email reply already sent (or in doubt): not sent again', { jobId: job.id });
     },
-    { concurrency: 10, lockDuration: kernel.config.jobLockMs, stalledInterval: kernel.config.jobLockMs },
+    { concurrency: 10 },
   );
   const inbound = new InboundManager(kernel, settings);
   inbound.start();

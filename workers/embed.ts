@@ -147,7 +147,7 @@ export function startEmbedWorker(kernel: Kernel): void {
       }
     },
     // Extraction is CPU and memory heavy (a large PDF): two documents at a time per process.
-    { concurrency: 2, lockDuration: kernel.config.jobLockMs, stalledInterval: kernel.config.jobLockMs },
+    { concurrency: 2 },
   );
   kernel.onClose(() => storage.close());
 }

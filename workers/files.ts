@@ -121,7 +121,7 @@ export function startFilesWorker(kernel: Kernel): void {
       }
     },
     // A killed worker's file goes back to the queue once its lock expires; it may stall twice before it fails.
-    { concurrency: 4, lockDuration: kernel.config.jobLockMs, stalledInterval: kernel.config.jobLockMs, maxStalledCount: 2 },
+    { concurrency: 4, maxStalledCount: 2 },
   );
   kernel.onClose(async () => {
     clearInterval(timer);

@@ -150,7 +150,6 @@ export function startReplyWorker(kernel: Kernel): void {
         throw error;
       }
     },
-    // A crashed worker's active jobs run again once their lock expires and a stalled-job check sees it.
-    { concurrency: 20, lockDuration: kernel.config.jobLockMs, stalledInterval: kernel.config.jobLockMs },
+    { concurrency: 20 },
   );
 }

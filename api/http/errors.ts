@@ -1,5 +1,6 @@
 import type { NextFunction, Request, Response } from 'express';
-import { AppError } from '../../shared/errors.js';
+import { AppError, UnavailableError } from '../../shared/errors.js';
+import { clientErrorOf } from '../../shared/failures.js';
 import { log } from '../../shared/log/index.js';
 
 interface BodyParserError {
@@ -57,6 +58,11 @@ export function sendError(res: Response, req: Request, error: AppError): void {
   if (res.headersSent) return;
   const body: Record<string, unknown> = { error: error.code, message: error.expose ? error.message : 'Internal server error', requestId: req.requestId };
   if (error.expose && error.field !== undefined) body.field = error.field;
+  if (error instanceof UnavailableError) {
+    // A passing outage: when to try again, in the header (whole seconds) and exactly in the body.
+    body.retryAfterMs = error.retryAfterMs;
+    res.setHeader('Retry-After', String(Math.ceil(error.retryAfterMs / 1000)));
+  }
   res.status(error.status).json(body);
 }
 
@@ -75,8 +81,10 @@ export function errorHandler(error: unknown, req: Request, res: Response, _next:
     appError = fromLibrary(libraryStatus);
     log.info('request refused by a library', { requestId: req.requestId, method: req.method, status: libraryStatus, error: error instanceof Error ? error.name : typeof error });
   }
-  else appError = new AppError('internal_error', 'Internal server error', { status: 500, expose: false });
-  if (appError.status >= 500) {
+  else appError = clientErrorOf(error) ?? new AppError('internal_error', 'Internal server error', { status: 500, expose: false });
+  if (appError instanceof UnavailableError) {
+    log.warn('request refused: a dependency is unavailable', { requestId: req.requestId, method: req.method, path: req.path, error: error instanceof Error ? error.message : String(error) });
+  } else if (appError.status >= 500) {
     log.error('request failed', { requestId: req.requestId, method: req.method, path: req.path, error: error instanceof Error ? { name: error.name, message: error.message, stack: error.stack } : String(error) });
   }
   sendError(res, req, appError);

@@ -2,6 +2,7 @@ import type { NextFunction, Request, Response } from 'express';
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
 import { QUEUE_NAMES } from '../../shared/queue/index.js';
 import type { QueueFactory } from '../../shared/queue/index.js';
+import type { Readiness } from '../../shared/health.js';
 
 /** Prometheus metrics of one API process: HTTP, queues, sockets and security counters. */
 export class ApiMetrics {
@@ -32,6 +33,20 @@ export class ApiMetrics {
     labelNames: ['protocol', 'reason'] as const,
     registers: [this.registry],
   });
+  readonly unavailableRefusals = new Counter({
+    name: 'botserver_unavailable_refusals_total',
+    help: 'HTTP requests and socket events refused as unavailable (a dependency did not answer), by channel',
+    labelNames: ['channel'] as const,
+    registers: [this.registry],
+  });
+  /** Set by the app: the readiness check behind `/readyz`, run at each scrape for `botserver_dependency_up`. */
+  readiness: (() => Promise<Readiness>) | undefined;
+  private readonly dependencyUp = new Gauge({
+    name: 'botserver_dependency_up',
+    help: '1 when the dependency answered the readiness check at this scrape, else 0',
+    labelNames: ['dependency'] as const,
+    registers: [this.registry],
+  });
   /** Set by the Socket.IO layer once it exists. */
   socketCount: () => number = () => 0;
   private readonly sockets = new Gauge({ name: 'botserver_sockets', help: 'Connected Socket.IO clients of this process', registers: [this.registry] });
@@ -54,6 +69,7 @@ export class ApiMetrics {
         const route = routeLabel(req);
         stop({ method: req.method, route, status: String(res.statusCode) });
         if ([401, 403, 429].includes(res.statusCode)) this.refusals.inc({ status: String(res.statusCode), route });
+        if (res.statusCode === 503 && route !== '/readyz') this.unavailableRefusals.inc({ channel: 'http' });
       });
       next();
     };
@@ -61,6 +77,11 @@ export class ApiMetrics {
 
   async render(): Promise<string> {
     this.sockets.set(this.socketCount());
+    if (this.readiness !== undefined) {
+      const { body } = await this.readiness();
+      this.dependencyUp.set({ dependency: 'redis' }, body.redis === 'up' ? 1 : 0);
+      this.dependencyUp.set({ dependency: 'postgres' }, body.postgres === 'up' ? 1 : 0);
+    }
     await Promise.all(
       QUEUE_NAMES.map(async (name) => {
         const counts = await this.queues.queue(name).getJobCounts('waiting', 'active', 'delayed', 'failed', 'completed');

@@ -134,7 +134,7 @@ export const acceptedFileSchema = z.strictObject({ id, status: z.literal('pendin
 export const acceptedMessageSchema = z.strictObject({ messageId: id });
 
 export const healthSchema = z.strictObject({ status: z.literal('ok') });
-export const readySchema = z.strictObject({ status: z.enum(['ready', 'unavailable']), redis: z.enum(['ok', 'down']), postgres: z.enum(['ok', 'down']) });
+export const readySchema = z.strictObject({ status: z.enum(['ready', 'unavailable']), redis: z.enum(['up', 'down']), postgres: z.enum(['up', 'down']) });
 
 const auditEventSchema = z.strictObject({
   id: z.string(),

@@ -2,7 +2,8 @@ import { RateLimiterMemory } from 'rate-limiter-flexible';
 import type { Socket } from 'socket.io';
 import { z } from 'zod';
 import { conversationRoom, listMessages, toMessageEvent, type ServerToClientEvents } from '../../shared/chat/index.js';
-import { AppError } from '../../shared/errors.js';
+import { UnavailableError } from '../../shared/errors.js';
+import { clientErrorOf } from '../../shared/failures.js';
 import { log } from '../../shared/log/index.js';
 import { tenantOf, withConversation } from '../chat/access.js';
 import { acceptMessage, attachmentIdsSchema } from '../chat/send.js';
@@ -10,7 +11,8 @@ import type { ApiContext } from '../context.js';
 import { findUnsafeText } from '../http/validate.js';
 import type { SocketData } from './server.js';
 
-export type Ack = (response: { ok: true; messageId?: string } | { ok: false; error: string }) => void;
+export type AckResponse = { ok: true; messageId?: string } | { ok: false; error: string; retryAfterMs?: number };
+export type Ack = (response: AckResponse) => void;
 
 export interface ClientToServerEvents {
   'conversation:join': (payload: unknown, ack?: Ack) => void;
@@ -32,10 +34,20 @@ const eventLimiter = new RateLimiterMemory({ points: EVENTS_PER_WINDOW, duration
 /** How often an idle socket's session is checked, so a logout also ends sockets that send nothing. */
 const LIVENESS_CHECK_MS = 60_000;
 
-function errorCode(error: unknown): string {
-  if (error instanceof AppError && error.expose) return error.code;
+/**
+ * When this process last refused an event as `unavailable`. For a window after it, running out of the event budget
+ * is not held against a socket: clients retrying through the server's own outage are not abusing it.
+ */
+let lastOutageAt = 0;
+const OUTAGE_GRACE_MS = WINDOW_SECONDS * 1000;
+
+/** The ack for an event that failed: its typed error, `unavailable` with when to retry, or `internal_error` (a bug). */
+function refusalOf(error: unknown): AckResponse {
+  const known = clientErrorOf(error);
+  if (known instanceof UnavailableError) return { ok: false, error: 'unavailable', retryAfterMs: known.retryAfterMs };
+  if (known !== undefined && known.expose) return { ok: false, error: known.code };
   log.error('socket event failed', { error: error instanceof Error ? error.message : String(error) });
-  return 'internal_error';
+  return { ok: false, error: 'internal_error' };
 }
 
 /** `track` receives every event's handling as it starts, so a shutdown can wait for what is in flight. */
@@ -78,44 +90,57 @@ export function registerChatHandlers(ctx: ApiContext, socket: ChatSocket, track:
     if (strikes >= MAX_STRIKES) disconnectForAbuse(reason);
   };
 
-  /** Wraps a handler: rate limit, payload validation, typed errors to the ack, never an unhandled rejection. */
+  /**
+   * Wraps a handler: rate limit, payload validation, typed errors to the ack, never an unhandled rejection. Strikes
+   * come only from what the client did wrong; an event refused because a dependency is down gives its budget point
+   * back, so a client that retries as told is never counted twice for one message.
+   */
   const on = <S extends z.ZodType>(event: keyof ClientToServerEvents, schema: S, handle: (payload: z.infer<S>) => Promise<{ messageId?: string }>): void => {
+    const handleEvent = async (payload: unknown, reply: Ack): Promise<void> => {
+      try {
+        await eventLimiter.consume(socket.id);
+      } catch {
+        // rate-limiter-flexible rejects with its result object when the budget is spent
+        reply({ ok: false, error: 'rate_limited' });
+        if (Date.now() - lastOutageAt > OUTAGE_GRACE_MS) strike('rate_limited');
+        return;
+      }
+      try {
+        if (await endIfRevoked()) {
+          reply({ ok: false, error: 'unauthorized' });
+          return;
+        }
+        const parsed = schema.safeParse(payload);
+        if (!parsed.success || findUnsafeText(payload) !== undefined) {
+          // The ack first: the fifth strike disconnects, and the client should still learn why.
+          reply({ ok: false, error: 'invalid_request' });
+          strike('invalid_events');
+          return;
+        }
+        const result = await handle(parsed.data);
+        reply({ ok: true, ...result });
+      } catch (error) {
+        const refusal = refusalOf(error);
+        if (!refusal.ok && refusal.error === 'unavailable') {
+          lastOutageAt = Date.now();
+          ctx.metrics.unavailableRefusals.inc({ channel: 'socket' });
+          await eventLimiter.reward(socket.id, 1).catch(() => undefined);
+        }
+        reply(refusal);
+      }
+    };
     socket.on(event, (payload: unknown, ack?: Ack) => {
-      const reply: Ack = typeof ack === 'function' ? ack : () => undefined;
-      track(eventLimiter
-        .consume(socket.id)
-        .then(async () => {
-          if (await endIfRevoked()) {
-            reply({ ok: false, error: 'unauthorized' });
-            return;
-          }
-          const parsed = schema.safeParse(payload);
-          if (!parsed.success || findUnsafeText(payload) !== undefined) {
-            // The ack first: the fifth strike disconnects, and the client should still learn why.
-            reply({ ok: false, error: 'invalid_request' });
-            strike('invalid_events');
-            return;
-          }
-          const result = await handle(parsed.data);
-          reply({ ok: true, ...result });
-        })
-        .catch((error: unknown) => {
-          if (error instanceof Error || error instanceof AppError) {
-            reply({ ok: false, error: errorCode(error) });
-          } else {
-            // rate-limiter-flexible rejects with its result object when the budget is spent
-            reply({ ok: false, error: 'rate_limited' });
-            strike('rate_limited');
-          }
-        }));
+      track(handleEvent(payload, typeof ack === 'function' ? ack : () => undefined));
     });
   };
 
   on('conversation:join', joinSchema, async ({ conversationId, after }) => {
-    const missed = await withConversation(ctx, caller, conversationId, 'read', async (trx) =>
-      after === undefined ? [] : listMessages(trx, ctx.kernel.keys.columnRing, conversationId, { after, limit: 500, withAttachments: true }),
-    );
-    await socket.join(conversationRoom(conversationId));
+    const missed = await withConversation(ctx, caller, conversationId, 'read', async (trx) => {
+      // Into the room before reading what was missed: a message committed after the read is then announced to this
+      // socket, one committed before it is in the replay (and one in both is deduplicated by the client).
+      await socket.join(conversationRoom(conversationId));
+      return after === undefined ? [] : listMessages(trx, ctx.kernel.keys.columnRing, conversationId, { after, limit: 500, withAttachments: true });
+    });
     // A client that reconnects says which message it saw last and is sent what it missed, from PostgreSQL.
     for (const message of missed) socket.emit('message:new', toMessageEvent(message));
     return {};

@@ -55,6 +55,7 @@ export function attachSocketServer(httpServer: http.Server | https.Server, ctx: 
   const { config } = ctx.kernel;
   const pub = createRedis(config, 'botserver-socket-pub');
   const sub = pub.duplicate();
+  sub.on('error', (error: Error) => log.debug('redis connection error', { connection: 'botserver-socket-sub', error: error.message }));
   const allowed = new Set(config.allowedOrigins);
   /** Socket events being handled: a shutdown waits for them (a message being accepted gets its job) before the kernel closes. */
   const inFlight = new Set<Promise<void>>();

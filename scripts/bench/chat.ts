@@ -23,17 +23,24 @@ const DEFAULT_MESSAGES = 20;
 const MAX_MESSAGES = 29;
 const REPLY_TIMEOUT_MS = 30_000;
 
-interface Options {
+export interface Options {
   clients: number;
   messages: number;
+  /** Set: API and reply-worker processes of their own (`botserver api`, `botserver worker reply`) instead of one process. */
+  processes?: { api: number; workers: number };
 }
 
 function usage(): string {
-  return `usage: npm run bench -- chat [--clients N (default ${DEFAULT_CLIENTS})] [--messages M (default ${DEFAULT_MESSAGES}, at most ${MAX_MESSAGES}: the per-socket event limit)]\n`;
+  return (
+    `usage: npm run bench -- chat [--clients N (default ${DEFAULT_CLIENTS})] [--messages M (default ${DEFAULT_MESSAGES}, at most ${MAX_MESSAGES}: the per-socket event limit)]\n` +
+    '                            [--api A --workers W (separate processes: A APIs and W reply workers, compared with 1 and 1)]\n'
+  );
 }
 
 function parseArgs(args: string[]): Options | undefined {
   const options: Options = { clients: DEFAULT_CLIENTS, messages: DEFAULT_MESSAGES };
+  let api: number | undefined;
+  let workers: number | undefined;
   for (let index = 0; index < args.length; index += 1) {
     const [flag, inline] = (args[index] ?? '').split('=', 2);
     const value = inline ?? args[(index += 1)];
@@ -41,19 +48,21 @@ function parseArgs(args: string[]): Options | undefined {
     if (value === undefined || !/^\d+$/.test(value) || count < 1) return undefined;
     if (flag === '--clients' && count <= 2000) options.clients = count;
     else if (flag === '--messages' && count <= MAX_MESSAGES) options.messages = count;
+    else if (flag === '--api' && count <= 16) api = count;
+    else if (flag === '--workers' && count <= 16) workers = count;
     else return undefined;
   }
+  if (api !== undefined || workers !== undefined) options.processes = { api: api ?? 1, workers: workers ?? 1 };
   return options;
 }
 
-
-interface ClientRun {
+export interface ClientRun {
   latencies: number[];
   failures: string[];
 }
 
 /** One client's closed loop: send, wait for the bot's reply in its conversation, repeat. */
-async function runClient(client: ChatClient, conversationId: string, messages: number, clientIndex: number): Promise<ClientRun> {
+export async function runClient(client: ChatClient, conversationId: string, messages: number, clientIndex: number): Promise<ClientRun> {
   const latencies: number[] = [];
   const failures: string[] = [];
   for (let index = 0; index < messages; index += 1) {
@@ -81,6 +90,7 @@ export async function run(args: string[]): Promise<number> {
     process.stderr.write(usage());
     return 2;
   }
+  if (options.processes !== undefined) return (await import('./chatProcesses.js')).runWithProcesses(options.clients, options.messages, options.processes);
   let database: TestDatabase | undefined;
   let api: TestApi | undefined;
   let workers: RunningWorkers | undefined;

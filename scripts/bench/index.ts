@@ -14,7 +14,7 @@ const BENCHMARKS: Record<string, Benchmark> = {
     load: () => import('./login.js'),
   },
   chat: {
-    description: 'N socket clients x M messages to a rule bot (in-process API + reply worker): replies/s, p50/p99 send-to-reply latency',
+    description: 'N socket clients x M messages to a rule bot (in-process API + reply worker; --api A --workers W: separate processes, ratio to 1 + 1): replies/s, p50/p99 send-to-reply latency',
     load: () => import('./chat.js'),
   },
   files: {
@@ -24,6 +24,10 @@ const BENCHMARKS: Record<string, Benchmark> = {
   knowledge: {
     description: 'N-page PDF (default 100) and a labelled set into the knowledge base (Qdrant stand-in or QDRANT_URL): pages/s, search p50/p99, hit rate at 5 hybrid vs dense',
     load: () => import('./knowledge.js'),
+  },
+  faults: {
+    description: 'A reply worker SIGKILLed 5 times during a stream (2 worker processes, LLM stand-in): per kill, how long its unanswered messages took to come back',
+    load: () => import('./faults.js'),
   },
   email: {
     description: 'N mails (default 1000) into a bot mailbox in Dovecot, answered over IMAP IDLE → reply → SMTP: mails/s, p50/p99 inbound-to-reply latency',

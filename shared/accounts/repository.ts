@@ -35,8 +35,8 @@ export async function findUserByEmail(db: Knex, keys: AccountKeys, email: string
   if (candidates.length === 1) return findUserByEmailIndex(db, current);
   const user = await db('users').whereIn('email_index', candidates).orderByRaw('email_index = ? desc', [current]).first<UserRow | undefined>();
   if (user === undefined || user.email_index === current) return user;
-  const [moved] = await db('users').where({ id: user.id, email_index: user.email_index }).update({ email_index: current }, ['id']);
-  return moved === undefined ? user : { ...user, email_index: current };
+  const moved: Array<{ id: string }> = await db('users').where({ id: user.id, email_index: user.email_index }).update({ email_index: current }, ['id']);
+  return moved.length === 0 ? user : { ...user, email_index: current };
 }
 
 export async function findUserById(db: Knex, id: string): Promise<UserRow | undefined> {

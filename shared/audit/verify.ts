@@ -61,6 +61,6 @@ export async function walkChain(db: Knex, keyring: AuditKeyring, from: ChainPosi
 
 /** Walks the whole chain from its first row (what `botserver audit verify` does). */
 export async function verifyAuditChain(db: Knex, keys: ChainKeySource, pageSize = DEFAULT_PAGE_SIZE): Promise<VerifyResult> {
-  const { position: _position, ...result } = await walkChain(db, toAuditKeyring(keys), GENESIS_POSITION, { pageSize });
-  return result;
+  const walked = await walkChain(db, toAuditKeyring(keys), GENESIS_POSITION, { pageSize });
+  return walked.firstBrokenId === undefined ? { ok: walked.ok, checked: walked.checked } : { ok: walked.ok, checked: walked.checked, firstBrokenId: walked.firstBrokenId };
 }

@@ -151,7 +151,7 @@ export const envSchema = z.object({
       .refine((port) => port >= 1 && port <= 65535, 'must be a port number (1-65535)')
       .optional(),
   ),
-  BOTSERVER_JOB_LOCK_MS: positiveInt(30000).refine((value) => value >= 1000, 'must be at least 1000 (milliseconds)'),
+  BOTSERVER_JOB_LOCK_MS: positiveInt(5000).refine((value) => value >= 1000, 'must be at least 1000 (milliseconds)'),
   BOTSERVER_TLS_CERT: optionalText,
   BOTSERVER_TLS_KEY: optionalText,
   BOTSERVER_TLS_MIN_VERSION: z.enum(['1.2', '1.3']).default('1.3'),

@@ -34,12 +34,9 @@ export function parseAddress(text: string): IpAddress | undefined {
 
 /**
  * Ranges that ipaddr.js counts as `unicast` but that must not be reached either: IPv4-compatible IPv6 (`::/96`,
- * deprecated, may carry an internal IPv4 address) and the local-use NAT64 prefix (RFC 8215).
+ * deprecated, may carry an internal IPv4 address).
  */
-const EXTRA_INTERNAL: ReadonlyArray<[string, [IpAddress, number]]> = [
-  ['ipv4Compatible', ipaddr.parseCIDR('::/96')],
-  ['nat64Local', ipaddr.parseCIDR('64:ff9b:1::/48')],
-];
+const EXTRA_INTERNAL: ReadonlyArray<[string, [IpAddress, number]]> = [['ipv4Compatible', ipaddr.parseCIDR('::/96')]];
 
 /**
  * The range of an address: `unicast` for a global unicast address, else the name of the special range it is in
@@ -47,10 +44,9 @@ const EXTRA_INTERNAL: ReadonlyArray<[string, [IpAddress, number]]> = [
  * `reserved`, `6to4`, `teredo`, `rfc6052`, …). Only `unicast` addresses are public.
  */
 export function rangeOf(address: IpAddress): string {
-  for (const [name, cidr] of EXTRA_INTERNAL) {
-    if (address.kind() === cidr[0].kind() && address.match(cidr)) return name;
-  }
-  return address.range();
+  const range = address.range();
+  if (range !== 'unicast') return range;
+  return EXTRA_INTERNAL.find(([, cidr]) => sameFamilyMatch(address, cidr))?.[0] ?? range;
 }
 
 export function sameFamilyMatch(address: IpAddress, cidr: readonly [IpAddress, number]): boolean {

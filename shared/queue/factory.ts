@@ -2,6 +2,7 @@ import { Queue, UnrecoverableError, Worker, type Job, type JobsOptions, type Wor
 import type { Redis } from 'ioredis';
 import { decryptJson, encryptJson, type Envelope, type KeyRing } from '../crypto/index.js';
 import { ValidationError } from '../errors.js';
+import { isDependencyFailure } from '../failures.js';
 import { log } from '../log/index.js';
 import { jobAad, jobSchemas, type JobData, type QueueName } from './catalogue.js';
 
@@ -19,7 +20,18 @@ export interface QueueFactoryOptions {
   ring: KeyRing;
   /** Redis key prefix; lets tests run on an isolated namespace. */
   prefix?: string;
+  /** BullMQ's job lock (BOTSERVER_JOB_LOCK_MS): a crashed worker's active jobs run again within about 1.5 times this. */
+  jobLockMs?: number;
 }
+
+/** Redis going away is an outage to report, not a bug: a warning; anything else is an error. */
+function logQueueError(message: string, queue: QueueName, error: Error): void {
+  if (isDependencyFailure(error)) log.warn(message, { queue, error: error.message });
+  else log.error(message, { queue, error: error.message });
+}
+
+/** How many times a job may be found stalled (its worker died) before it fails: crashes must not lose jobs. */
+const MAX_STALLED_COUNT = 5;
 
 /**
  * Creates every queue and worker of the catalogue with the same retry, cleanup and shutdown rules. Payloads are
@@ -44,7 +56,7 @@ export class QueueFactory {
     let queue = this.queues.get(name);
     if (queue === undefined) {
       queue = new Queue<Envelope>(name, { connection: this.options.connection, prefix: this.prefix, defaultJobOptions: DEFAULT_JOB_OPTIONS });
-      queue.on('error', (error: Error) => log.error('queue error', { queue: name, error: error.message }));
+      queue.on('error', (error: Error) => logQueueError('queue error', name, error));
       this.queues.set(name, queue);
     }
     return queue;
@@ -64,17 +76,24 @@ export class QueueFactory {
   /** Starts a worker that decrypts and validates every job before handing it to the processor. */
   worker<Q extends QueueName>(name: Q, processor: Processor<Q>, options: Partial<WorkerOptions> = {}): Worker<Envelope> {
     const connection = this.options.connection.duplicate({ maxRetriesPerRequest: null });
+    connection.on('error', (error: Error) => log.debug('redis connection error', { connection: `worker ${name}`, error: error.message }));
     this.ownConnections.push(connection);
+    const lockDuration = this.options.jobLockMs ?? 30_000;
     const worker = new Worker<Envelope>(name, async (job) => processor(this.open(name, job), job), {
       connection,
       prefix: this.prefix,
       concurrency: 10,
+      // The lock is renewed every lockDuration / 2 while a job runs (a long LLM stream keeps it); once a worker is
+      // killed its lock lapses within lockDuration, and the stalled-job check, run twice per lock, hands the job on.
+      lockDuration,
+      stalledInterval: Math.max(500, Math.floor(lockDuration / 2)),
+      maxStalledCount: MAX_STALLED_COUNT,
       ...options,
     });
     worker.on('failed', (job, error) =>
       log.warn('job failed', { queue: name, jobId: job?.id, jobName: job?.name, attempts: job?.attemptsMade, error: error.message }),
     );
-    worker.on('error', (error) => log.error('worker error', { queue: name, error: error.message }));
+    worker.on('error', (error) => logQueueError('worker error', name, error));
     this.workers.push(worker);
     return worker;
   }

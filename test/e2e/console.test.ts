@@ -7,6 +7,9 @@ import { uniqueQueuePrefix } from '../helpers/config.js';
 import { freePort, openBrowserPage, saveScreenshot, signIn, waitFor } from '../helpers/console.js';
 import { createTestDatabase, type TestDatabase } from '../helpers/db.js';
 
+/** The private Dovecot of `scripts/services.sh --mail`: a real IMAP server on loopback that refuses a wrong login. */
+const DOVECOT_IMAP_PORT = 1143;
+
 const text = (page: Page, list: string, role: string, wanted: string) => page.locator(`${list} .message.${role} .message-text`, { hasText: wanted });
 const event = (page: Page, list: string, wanted: string) => page.locator(`${list} .chat-event`, { hasText: wanted });
 
@@ -46,7 +49,14 @@ describe('operator console in Chromium (e2e)', function () {
     requireChromium(this);
     database = await createTestDatabase();
     const port = await freePort();
-    const config = apiTestConfig(database.url, { LOG_LEVEL: 'error', BOTSERVER_PORT: String(port), BOTSERVER_ALLOWED_ORIGINS: `http://127.0.0.1:${port}` });
+    const config = apiTestConfig(database.url, {
+      LOG_LEVEL: 'error',
+      BOTSERVER_PORT: String(port),
+      BOTSERVER_ALLOWED_ORIGINS: `http://127.0.0.1:${port}`,
+      // The e-mail form's connection test reaches the local Dovecot only.
+      BOTSERVER_FEATURES: 'email',
+      BOTSERVER_EGRESS_ALLOW: 'loopback',
+    });
     const prefix = uniqueQueuePrefix();
     api = await startTestApi(config, prefix);
     workers = [await startWorkers(config, 'reply', { queuePrefix: prefix }), await startWorkers(config, 'audit', { queuePrefix: prefix })];
@@ -64,7 +74,7 @@ describe('operator console in Chromium (e2e)', function () {
     await database?.destroy();
   });
 
-  it('an operator creates a bot with rules in the console, sees a refused rule marked, tries it, and chats with it', async () => {
+  it('an operator creates a bot with rules in the console, sees a refused rule marked, tries it, chats with it, and deletes it after confirmation', async () => {
     const { page, problems } = await newPage();
     await signIn(page, url(), operator);
     expect(await page.locator('#console-nav').isVisible(), 'staff see the console').to.equal(true);
@@ -117,6 +127,8 @@ describe('operator console in Chromium (e2e)', function () {
     await page.waitForURL(`**/#/bots/${bot.id}`);
     await page.locator('#bot-extras').waitFor({ state: 'visible' });
     expect(await page.locator('#bot-edit-title').textContent()).to.equal('Bot “Opening hours”');
+    await page.locator('#bot-knowledge[data-state="feature-disabled"]').waitFor({ state: 'attached' });
+    expect(await page.locator('#bot-knowledge').isHidden(), 'no knowledge panel without the vectordb feature').to.equal(true);
     const stored = await fetchAsPage(page, `/api/bots/${bot.id}`);
     expect(stored.body.rules).to.deep.equal([
       { match: 'opening hours', reply: 'We open at 9.' },
@@ -135,6 +147,26 @@ describe('operator console in Chromium (e2e)', function () {
     await page.locator('#try-result', { hasText: 'No rule matches' }).waitFor();
     await saveScreenshot(page, 'console-bot-editor');
 
+    // The e-mail channel's connection test runs when it is saved; its failure is shown by the form.
+    await page.locator('#email-imap-host').fill('127.0.0.1');
+    await page.locator('#email-imap-port').fill(String(DOVECOT_IMAP_PORT));
+    await page.locator('#email-imap-secure').uncheck();
+    await page.locator('#email-imap-user').fill('nobody@example.test');
+    await page.locator('#email-imap-pass').fill('not the password');
+    await page.locator('#email-smtp-host').fill('127.0.0.1');
+    await page.locator('#email-smtp-port').fill('2525');
+    await page.locator('#email-smtp-secure').uncheck();
+    await page.locator('#email-smtp-user').fill('nobody@example.test');
+    await page.locator('#email-smtp-pass').fill('not the password');
+    await page.locator('#email-address').fill('hours@example.test');
+    await page.locator('#email-save').click();
+    const emailError = page.locator('#email-error', { hasText: 'The channel was not saved' });
+    await emailError.waitFor({ timeout: 20_000 });
+    expect(await emailError.textContent()).to.include('auth_failed');
+    expect(await page.locator('#email-imap-pass').inputValue(), 'a refused password is not kept in the page').to.equal('');
+    expect(await page.locator('#email-state').textContent()).to.include('No e-mail channel');
+    await saveScreenshot(page, 'console-bot-email-refused');
+
     await page.locator('#nav-bots').click();
     await page.locator(`#console-bot-rows tr[data-bot-id="${bot.id}"]`).waitFor();
     await saveScreenshot(page, 'console-bots');
@@ -148,6 +180,20 @@ describe('operator console in Chromium (e2e)', function () {
     await page.locator('#compose-input').press('Enter');
     await text(page, '#message-list', 'bot', 'We open at 9.').waitFor();
     await saveScreenshot(page, 'console-chat');
+
+    // Deleting asks first; Cancel keeps the bot.
+    await page.locator('#nav-bots').click();
+    const listed = page.locator(`#console-bot-rows tr[data-bot-id="${bot.id}"]`);
+    await listed.getByRole('button', { name: 'Delete Opening hours' }).click();
+    await page.locator('#confirm-dialog[open]').waitFor();
+    expect(await focusedId(page), 'the safe choice has the focus').to.equal('confirm-cancel');
+    await page.locator('#confirm-cancel').click();
+    expect(await listed.count()).to.equal(1);
+    expect(await page.evaluate('document.activeElement?.getAttribute("aria-label")'), 'the focus returns to the button').to.equal('Delete Opening hours');
+    await listed.getByRole('button', { name: 'Delete Opening hours' }).click();
+    await page.locator('#confirm-ok').click();
+    await page.locator('#console-bots-empty').waitFor({ state: 'visible' });
+    expect((await fetchAsPage(page, `/api/bots/${bot.id}`)).status).to.equal(404);
     expect(problems).to.deep.equal([]);
   });
 
@@ -235,7 +281,7 @@ describe('operator console in Chromium (e2e)', function () {
     expect(visitor.problems).to.deep.equal([]);
   });
 
-  it('an admin invites a user, who signs in with the one-time password and must change it; the admin changes the role and ends the sessions', async () => {
+  it('an admin invites a user, who signs in with the one-time password and must change it; the admin changes the role, ends the sessions, disables and enables', async () => {
     const adminPage = await newPage({ permissions: ['clipboard-read', 'clipboard-write'] });
     const { page } = adminPage;
     await signIn(page, url(), admin);
@@ -290,6 +336,12 @@ describe('operator console in Chromium (e2e)', function () {
     await page.locator('#confirm-ok').click();
     await page.locator('#users-status', { hasText: `Every session of ${email} has ended` }).waitFor();
     expect((await fetchAsPage(newcomer.page, '/api/me')).status, 'the newcomer is signed out').to.equal(401);
+
+    await invitedRow.getByRole('button', { name: `Disable ${email}` }).click();
+    await page.locator('#confirm-ok').click();
+    await invitedRow.getByRole('cell', { name: 'Disabled', exact: true }).waitFor();
+    await invitedRow.getByRole('button', { name: `Enable ${email}` }).click();
+    await invitedRow.getByRole('cell', { name: 'Active', exact: true }).waitFor();
 
     // An admin cannot disable or demote themself from here.
     const own = page.locator(`#user-rows tr[data-user-id="${admin.id}"]`);

@@ -2,7 +2,7 @@ import { randomBytes } from 'node:crypto';
 import { createAccount, hashPassword, setPassword, type Role } from '../../shared/accounts/index.js';
 import type { Config } from '../../shared/config/index.js';
 import { createDb, familyRole } from '../../shared/db/index.js';
-import { configureProcessLogging, createKernel, type Kernel } from '../../shared/kernel.js';
+import { configureProcessLogging, createKernel, type Kernel, type KernelOptions } from '../../shared/kernel.js';
 import { Keys } from '../../shared/keys.js';
 import { startApiServer, type ApiServer } from '../../api/server.js';
 import { startWorkers, type RunningWorkers } from '../../workers/main.js';
@@ -21,10 +21,13 @@ export function apiTestConfig(databaseUrl: string, env: Record<string, string> =
   return testConfig({ DATABASE_URL: databaseUrl, BOTSERVER_PORT: '0', ...env });
 }
 
-/** An API server in this process (its own kernel), on a free port. Pass the same config to two calls for two "processes" sharing keys. */
-export async function startTestApi(config: Config, queuePrefix = uniqueQueuePrefix()): Promise<TestApi> {
+/**
+ * An API server in this process (its own kernel), on a free port. Pass the same config to two calls for two
+ * "processes" sharing keys. `kernelOptions` may give a stub resolver for the egress policy.
+ */
+export async function startTestApi(config: Config, queuePrefix = uniqueQueuePrefix(), kernelOptions: Omit<KernelOptions, 'queuePrefix'> = {}): Promise<TestApi> {
   configureProcessLogging(config, 'botserver-test-api');
-  const kernel = createKernel(config, 'api', { queuePrefix });
+  const kernel = createKernel(config, 'api', { ...kernelOptions, queuePrefix });
   const server = await startApiServer(kernel);
   return { url: server.url, config, kernel, server, stop: () => server.shutdown() };
 }

@@ -10,7 +10,7 @@ import { createTestUser, loginTokens, type TestUser } from './api.js';
 
 export type { MessageChunkEvent, MessageErrorEvent, MessageNewEvent };
 
-export type AckResponse = { ok: true; messageId?: string } | { ok: false; error: string };
+export type AckResponse = { ok: true; messageId?: string } | { ok: false; error: string; retryAfterMs?: number };
 
 export interface ConnectOptions {
   /** `auth.token`; omitted: no token at all. */

@@ -13,7 +13,8 @@ const TEST_ORG_DOMAIN = 'test-org.zitadel.test';
 export interface OidcTestAccount {
   sub: string;
   email?: string | undefined;
-  emailVerified?: boolean;
+  /** The `email_verified` claim sent with `email` (default false); null sends none. */
+  emailVerified?: boolean | null;
   /** Zitadel project role names; sent as `{ "<role>": { "<orgId>": "<domain>" } }`. Omit to send no role claim. */
   roles?: string[] | undefined;
   /** When true, the provider answers the next authorization request with `error=access_denied`. */
@@ -95,7 +96,7 @@ function rolesClaim(roles: string[]): Record<string, Record<string, string>> {
 function accountClaims(account: OidcTestAccount): Record<string, unknown> {
   return {
     sub: account.sub,
-    ...(account.email === undefined ? {} : { email: account.email, email_verified: account.emailVerified ?? false }),
+    ...(account.email === undefined ? {} : { email: account.email, ...(account.emailVerified === null ? {} : { email_verified: account.emailVerified ?? false }) }),
     name: `Test ${account.sub}`,
     ...(account.roles === undefined ? {} : { [ZITADEL_ROLES]: rolesClaim(account.roles) }),
   };

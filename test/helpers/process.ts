@@ -1,5 +1,5 @@
 import { spawn, type ChildProcess } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import net from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -80,8 +80,19 @@ export function childEnv(overrides: EnvOverrides = {}): NodeJS.ProcessEnv {
   return env;
 }
 
-function spawnCli(args: readonly string[], overrides: EnvOverrides): ChildProcess {
-  const child = spawn(process.execPath, ['--import', 'tsx', CLI_PATH, ...args], {
+/** How a child runs botserver: the TypeScript CLI through tsx (the default) or a compiled build's `scripts/cli.js`. */
+export interface CliEntry {
+  nodeArgs: string[];
+  path: string;
+}
+export const TSX_CLI: CliEntry = { nodeArgs: ['--import', 'tsx'], path: CLI_PATH };
+/** The CLI of `npm run build -- --out-dir DIR`. */
+export function compiledCli(dir: string): CliEntry {
+  return { nodeArgs: [], path: join(dir, 'scripts', 'cli.js') };
+}
+
+function spawnCli(args: readonly string[], overrides: EnvOverrides, entry: CliEntry = TSX_CLI): ChildProcess {
+  const child = spawn(process.execPath, [...entry.nodeArgs, entry.path, ...args], {
     cwd: REPO_ROOT,
     env: childEnv(overrides),
     stdio: ['ignore', 'pipe', 'pipe'],
@@ -112,8 +123,8 @@ function exitOf(child: ChildProcess): Promise<{ code: number | null; signal: Nod
 }
 
 /** Runs `botserver <args>` to completion; kills it and rejects when it takes longer than `timeoutMs`. */
-export async function runCli(args: readonly string[], env: EnvOverrides = {}, timeoutMs = 30_000): Promise<CliResult> {
-  const child = spawnCli(args, env);
+export async function runCli(args: readonly string[], env: EnvOverrides = {}, timeoutMs = 30_000, entry: CliEntry = TSX_CLI): Promise<CliResult> {
+  const child = spawnCli(args, env, entry);
   const output = collect(child);
   let timer: NodeJS.Timeout | undefined;
   const timeout = new Promise<never>((_, reject) => {
@@ -145,8 +156,8 @@ export interface RunningCli {
 }
 
 /** Starts a long-running `botserver <args>` (api, worker) and collects its output. */
-export function startCli(args: readonly string[], env: EnvOverrides = {}): RunningCli {
-  const child = spawnCli(args, env);
+export function startCli(args: readonly string[], env: EnvOverrides = {}, entry: CliEntry = TSX_CLI): RunningCli {
+  const child = spawnCli(args, env, entry);
   const output = collect(child);
   const exited = exitOf(child);
   exited.catch(() => undefined); // a spawn error surfaces through `stop` or `exited`
@@ -274,12 +285,9 @@ export interface PrivateRedis {
   stop(signal?: NodeJS.Signals): Promise<void>;
 }
 
-/** Starts `redis-server` on 127.0.0.1:`port`, without persistence, as a child of this process; waits for PONG. */
-export async function startPrivateRedis(port: number): Promise<PrivateRedis> {
-  const child = spawn('redis-server', ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--daemonize', 'no'], {
-    cwd: makeTempDir('botserver-proc-redis-'),
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
+/** Spawns a tracked `redis-server` and waits until it says it is ready and answers PING on `port`. */
+async function spawnRedis(args: readonly string[], port: number, cwd: string, readyLine = 'Ready to accept connections'): Promise<PrivateRedis> {
+  const child = spawn('redis-server', [...args], { cwd, stdio: ['ignore', 'pipe', 'pipe'] });
   children.add(child);
   child.once('exit', () => children.delete(child));
   const output = collect(child);
@@ -288,7 +296,7 @@ export async function startPrivateRedis(port: number): Promise<PrivateRedis> {
   // Our own server must say it is ready (another Redis may already answer on a busy port) and answer PING.
   const state = await waitFor(async () => {
     if (child.exitCode !== null || child.signalCode !== null || !isAlive(pid)) return 'exited';
-    return output.stdout.includes('Ready to accept connections') && (await redisPing(port)) ? 'ready' : false;
+    return output.stdout.includes(readyLine) && (await redisPing(port)) ? 'ready' : false;
   }, 10_000).catch((error: unknown) => (error instanceof Error ? error.message : String(error)));
   if (state !== 'ready') {
     if (isAlive(pid)) process.kill(pid, 'SIGKILL');
@@ -303,6 +311,35 @@ export async function startPrivateRedis(port: number): Promise<PrivateRedis> {
       await waitFor(() => !isAlive(pid), 10_000, 50);
     },
   };
+}
+
+/**
+ * Starts `redis-server` on 127.0.0.1:`port`, without persistence, as a child of this process; waits for PONG.
+ * `replicaOf`: a replica of the server on that port.
+ */
+export async function startPrivateRedis(port: number, options: { replicaOf?: number } = {}): Promise<PrivateRedis> {
+  const replica = options.replicaOf === undefined ? [] : ['--replicaof', '127.0.0.1', String(options.replicaOf)];
+  return spawnRedis(['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--daemonize', 'no', ...replica], port, makeTempDir('botserver-proc-redis-'));
+}
+
+/** Starts a Redis Sentinel on 127.0.0.1:`port` that monitors the master `name` on `masterPort` (quorum 1). */
+export async function startRedisSentinel(port: number, name: string, masterPort: number): Promise<PrivateRedis> {
+  const dir = makeTempDir('botserver-proc-sentinel-');
+  const configPath = join(dir, 'sentinel.conf');
+  // Sentinel rewrites its configuration file, so it gets one of its own in its own folder.
+  writeFileSync(
+    configPath,
+    [
+      `port ${port}`,
+      'bind 127.0.0.1',
+      'daemonize no',
+      `sentinel monitor ${name} 127.0.0.1 ${masterPort} 1`,
+      `sentinel down-after-milliseconds ${name} 1000`,
+      `sentinel failover-timeout ${name} 5000`,
+      '',
+    ].join('\n'),
+  );
+  return spawnRedis([configPath, '--sentinel'], port, dir, `+monitor master ${name} `);
 }
 
 /** Kills every child still running (SIGKILL) and removes every temp dir made by these helpers. */

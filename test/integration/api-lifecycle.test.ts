@@ -79,10 +79,10 @@ describe('api process lifecycle', function () {
       expect(response.headers.has('x-powered-by')).to.equal(false);
     });
 
-    it('/readyz answers 200 with redis and postgres ok', async () => {
+    it('/readyz answers 200 with redis and postgres up', async () => {
       const response = await request(`${base}/readyz`);
       expect(response.status, response.text).to.equal(200);
-      expect(response.body).to.include({ redis: 'ok', postgres: 'ok' });
+      expect(response.body).to.include({ redis: 'up', postgres: 'up' });
     });
 
     for (const path of ['/', '/auth/login', '/api/bots', '/healthz', '/no/such/route']) {
@@ -140,7 +140,7 @@ describe('api process lifecycle', function () {
         const response = await request(`${base}/readyz`);
         return response.status === 503 ? response : false;
       }, 10_000, 200);
-      expect(down.body).to.include({ redis: 'down', postgres: 'ok' });
+      expect(down.body).to.include({ redis: 'down', postgres: 'up' });
       const health = await request(`${base}/healthz`);
       expect(health.status).to.equal(200);
       expect(health.body).to.deep.equal({ status: 'ok' });
@@ -150,7 +150,7 @@ describe('api process lifecycle', function () {
         const response = await request(`${base}/readyz`);
         return response.status === 200 ? response : false;
       }, 15_000, 200);
-      expect(up.body).to.include({ redis: 'ok', postgres: 'ok' });
+      expect(up.body).to.include({ redis: 'up', postgres: 'up' });
       expect(api.child.pid).to.equal(pid);
       expect(api.child.exitCode).to.equal(null);
     });

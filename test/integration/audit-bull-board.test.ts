@@ -2,7 +2,7 @@ import { randomBytes, randomUUID } from 'node:crypto';
 import { Queue } from 'bullmq';
 import { expect } from 'chai';
 import { Redis } from 'ioredis';
-import { boardActionOf, OPERATOR_TENANT } from '../../api/routes/bullBoard.js';
+import { boardActionOf, boardErrorBody, OPERATOR_TENANT } from '../../api/routes/bullBoard.js';
 import { QUEUE_NAMES } from '../../shared/queue/index.js';
 import type { RunningWorkers } from '../../workers/main.js';
 import { apiTestConfig, createTestUser, loginTokens, postJson, startTestApi, startTestAuditWorker, type TestApi, type TestUser } from '../helpers/api.js';
@@ -219,6 +219,27 @@ describe('Bull Board at /admin/queues: access, CSRF, audit, envelopes only', fun
         for (const listed of jobs) expect(listed.data).to.have.all.keys('v', 'kid', 'iv', 'tag', 'ct');
         if (queue === 'bot-reply') expect(jobs.map((listed) => listed.id)).to.include(job.id);
       }
+    });
+  });
+
+  describe("the board's own errors come in the API's shape {error,message,requestId}", () => {
+    it('an unknown job and an unknown queue: 404 with a code from the board\'s key, nothing of its body', async () => {
+      for (const [path, code, message] of [
+        [`/api/queues/audit/${randomUUID()}`, 'job_not_found', 'Job not found'],
+        ['/api/queues/no-such-queue/1/logs', 'queue_not_found', 'Queue not found'],
+      ] as const) {
+        const response = await fetch(board(path), { headers: { authorization: `Bearer ${adminToken}` } });
+        expect(response.status, path).to.equal(404);
+        const body = (await response.json()) as Record<string, unknown>;
+        expect(body, path).to.deep.equal({ error: code, message, requestId: response.headers.get('x-request-id') });
+      }
+    });
+
+    it('a board 500 keeps neither the thrown message nor a stack; an unknown key falls back to the status', () => {
+      const thrown = { error: { key: 'ERRORS.INTERNAL_SERVER_ERROR' }, message: 'connect ECONNREFUSED 10.0.0.5:6379', details: 'Error: boom\n    at handler (/srv/app.js:1:1)' };
+      expect(boardErrorBody(500, thrown, 'req-1')).to.deep.equal({ error: 'internal_error', message: 'Internal server error', requestId: 'req-1' });
+      expect(boardErrorBody(400, { error: { key: 'not a key <script>' } }, 'req-2')).to.deep.equal({ error: 'invalid_request', message: 'The queue board refused the request', requestId: 'req-2' });
+      expect(boardErrorBody(400, { error: { key: 'ERRORS.INVALID_QUERY_PARAM', options: { name: '<x>' } } }, 'req-3')).to.deep.equal({ error: 'invalid_query_param', message: 'Invalid query param', requestId: 'req-3' });
     });
   });
 

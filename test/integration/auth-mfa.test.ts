@@ -337,7 +337,8 @@ describe('auth: MFA (TOTP enrolment and login, recovery codes, REQUIRE_MFA)', fu
       const row = await userRow(user.id);
       const stored = row.mfa_recovery_codes;
       expect(stored).to.be.an('array').with.length(10);
-      for (const hash of stored as unknown[]) expect(hash).to.be.a('string').and.match(/^[0-9a-f]{64}$/);
+      // `<kid of the recovery-code key>:<HMAC-SHA256>`: the kid tells which key verifies it after a rotation.
+      for (const hash of stored as unknown[]) expect(hash).to.be.a('string').and.match(/^recovery-[0-9a-f]{16}:[0-9a-f]{64}$/);
       const text = JSON.stringify(row).toLowerCase();
       for (const code of user.recoveryCodes) {
         expect(text).not.to.include(code.toLowerCase());

@@ -55,7 +55,7 @@ const bogusCredential = fc.oneof(
 
 function caseArb(target: FuzzTarget, route: RouteSpec): fc.Arbitrary<FuzzCase> {
   const realIds = [target.botId, target.publicBotId, target.conversationId, target.guestConversationId, target.messageId, target.admin.id];
-  const params = pathParamNames(route.path).map((name) => (name === 'file' ? fc.oneof(fc.constantFrom('app.js', 'app.css', 'favicon.svg', 'index.html'), pathParamArb(TRAVERSAL)) : pathParamArb(realIds)));
+  const params = pathParamNames(route.path).map((name) => (name === 'file' ? fc.oneof(fc.constantFrom('app.css', 'favicon.svg', 'index.html', 'widget.js'), pathParamArb(TRAVERSAL)) : pathParamArb(realIds)));
   const suffix = route.mount === true
     ? fc.oneof(fc.constant(''), fc.constantFrom('/', '/api/queues', '/api/queues/bot-reply', '/api/queues/nope/retry/failed', '/api/redis/stats', '/static/../../../package.json'), pathParamArb([]).map((part) => `/${part}`))
     : fc.constant('');
@@ -207,7 +207,7 @@ describe('fuzz: every HTTP route of the OpenAPI document', function () {
   /** The request a legitimate caller would make: its own resource ids and its own credentials. */
   function naturalRequest(route: RouteSpec, body: unknown, query: Record<string, string> | undefined): RawRequest {
     const id = route.path.startsWith('/api/conversations/') ? target.conversationId : target.botId;
-    const path = route.path.replace(/:([A-Za-z0-9_]+)/g, (_match, name: string) => (name === 'file' ? 'app.js' : id));
+    const path = route.path.replace(/:([A-Za-z0-9_]+)/g, (_match, name: string) => (name === 'file' ? 'app.css' : id));
     const caller = route.access === 'public' ? undefined : route.access === 'user' || route.access === 'participant' ? target.user : target.admin;
     const headers: Record<string, string> = { 'x-forwarded-for': target.clientIp, 'content-type': 'application/json' };
     if (caller !== undefined) headers.authorization = `Bearer ${caller.token}`;

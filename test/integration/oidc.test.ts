@@ -305,6 +305,25 @@ describe('OIDC login', function () {
       await expectRefused(database, (await fullLogin(api)).response, 'email_conflict');
     });
 
+    it('refuses a new account when the provider says email_verified: false (BOTSERVER_OIDC_REQUIRE_VERIFIED_EMAIL, default true)', async () => {
+      const person = account({ emailVerified: false });
+      provider.setAccount(person);
+      await expectRefused(database, (await fullLogin(api)).response, 'email_not_verified');
+      expect(await database.ownerDb('users').where({ oidc_subject: person.sub }).first()).to.equal(undefined);
+    });
+
+    it('a provider that sends no email_verified: a new account is made, but an existing local account is never linked', async () => {
+      const person = account({ emailVerified: null });
+      provider.setAccount(person);
+      expect((await fullLogin(api)).response.status).to.equal(302);
+      expect(await database.ownerDb('users').where({ oidc_subject: person.sub }).first()).to.not.equal(undefined);
+
+      const local = await createTestUser(api.config, { role: 'user' });
+      provider.setAccount(account({ email: local.email, emailVerified: null }));
+      await expectRefused(database, (await fullLogin(api)).response, 'email_not_verified');
+      expect((await database.ownerDb('users').where({ id: local.id }).first<{ oidc_subject: string | null }>())?.oidc_subject).to.equal(null);
+    });
+
     it('refuses a linked account that has been disabled here, whatever the provider says', async () => {
       const person = account({ roles: ['admin'] });
       provider.setAccount(person);
@@ -432,6 +451,34 @@ describe('OIDC login', function () {
         expect(row, 'no account was made').to.equal(undefined);
       });
     }
+  });
+
+  describe('BOTSERVER_OIDC_REQUIRE_VERIFIED_EMAIL=false', () => {
+    let lenient: TestApi;
+    before(async () => {
+      lenient = await startTestApi(apiTestConfig(database.url, {
+        ZITADEL_DOMAIN: provider.issuer,
+        ZITADEL_CLIENT_ID: provider.clientId,
+        ZITADEL_CLIENT_SECRET: provider.clientSecret,
+        BOTSERVER_OIDC_REQUIRE_VERIFIED_EMAIL: 'false',
+      }));
+      provider.allowRedirectUri(`${lenient.url}${CALLBACK_PATH}`);
+    });
+    after(async () => {
+      await lenient?.stop();
+    });
+
+    it('an unverified address gets a new account, and is still never linked to a local one', async () => {
+      const person = account({ emailVerified: false });
+      provider.setAccount(person);
+      expect((await fullLogin(lenient)).response.status).to.equal(302);
+      expect(await database.ownerDb('users').where({ oidc_subject: person.sub }).first()).to.not.equal(undefined);
+
+      const local = await createTestUser(lenient.config, { role: 'user' });
+      provider.setAccount(account({ email: local.email, emailVerified: false }));
+      expect((await fullLogin(lenient)).response.status).to.equal(401);
+      expect((await database.ownerDb('users').where({ id: local.id }).first<{ oidc_subject: string | null }>())?.oidc_subject).to.equal(null);
+    });
   });
 
   describe('configuration', () => {

@@ -1,30 +1,22 @@
 // @ts-check
 // The signed-in page's sections, named in the address fragment (`#/bots/<id>`), so reload, back and forward work.
-// Console sections are for staff only (Users and Audit for admins); everything else is the chat.
+// Console sections are for staff only (Users and Audit for admins), whose page loads the console's modules on first
+// use; everything else is the chat.
 
-import { showAudit } from './console/audit.js';
-import { showBotEditor } from './console/bot-editor.js';
-import { showBotList } from './console/bots.js';
-import { showConversations } from './console/conversations.js';
-import { showLiveConversation } from './console/live.js';
-import { markSection, onNavigate } from './console/nav.js';
-import { showUsers } from './console/users.js';
 import { showBots, showChatHome } from './home.js';
-import { isAdmin, isStaff, session } from './session.js';
+import { isStaff, session } from './session.js';
 import { showNotice } from './shell.js';
 
-const ID = '([0-9a-fA-F-]{36})';
+/** @type {Promise<typeof import('./console/index.js')> | null} */
+let loadingConsole = null;
 
-/** @type {Array<{ pattern: RegExp, section: string, admin?: boolean, show: (id: string) => Promise<void> }>} */
-const ROUTES = [
-  { pattern: /^#\/bots$/, section: 'bots', show: () => showBotList() },
-  { pattern: /^#\/bots\/new$/, section: 'bots', show: () => showBotEditor(null) },
-  { pattern: new RegExp(`^#/bots/${ID}$`), section: 'bots', show: (id) => showBotEditor(id) },
-  { pattern: /^#\/conversations$/, section: 'conversations', show: () => showConversations() },
-  { pattern: new RegExp(`^#/conversations/${ID}$`), section: 'conversations', show: (id) => showLiveConversation(id) },
-  { pattern: /^#\/users$/, section: 'users', admin: true, show: () => showUsers() },
-  { pattern: /^#\/audit$/, section: 'audit', admin: true, show: () => showAudit() },
-];
+function loadConsole() {
+  loadingConsole ??= import('./console/index.js').then((module) => {
+    module.initConsole((hash) => void route(hash));
+    return module;
+  });
+  return loadingConsole;
+}
 
 /**
  * Shows the section the address names (a signed-in user's home). A section the account may not see, and any other
@@ -35,14 +27,16 @@ const ROUTES = [
 export async function route(hash = location.hash, openBotId = null) {
   if (session.mode !== 'user') return;
   showNotice('');
-  for (const candidate of ROUTES) {
-    const match = candidate.pattern.exec(hash);
-    if (match === null || !isStaff() || (candidate.admin === true && !isAdmin())) continue;
-    markSection(candidate.section);
-    await candidate.show(match[1] ?? '');
-    return;
+  if (isStaff()) {
+    try {
+      const consoleModule = await loadConsole();
+      if (await consoleModule.routeConsole(hash)) return;
+    } catch {
+      // The console's modules did not load (network, rate limit): the chat still works; the next visit tries again.
+      loadingConsole = null;
+      showNotice('The console could not be loaded. Reload the page to try again.');
+    }
   }
-  markSection('chat');
   if (hash === '#/chat') await showBots();
   else await showChatHome(openBotId);
 }
@@ -51,5 +45,4 @@ export function initRouter() {
   window.addEventListener('hashchange', () => {
     if (location.hash === '' || location.hash.startsWith('#/')) void route();
   });
-  onNavigate((hash) => void route(hash));
 }

@@ -171,4 +171,6 @@ export interface Ack {
   ok: boolean;
   error?: string;
   messageId?: string;
+  /** With `error: "unavailable"`: how long to wait before sending again. */
+  retryAfterMs?: number;
 }

@@ -69,6 +69,7 @@ export async function up(knex: Knex): Promise<void> {
 
     REVOKE ALL ON audit_verify_runs, audit_checkpoints FROM PUBLIC;
     GRANT SELECT, INSERT, UPDATE ON audit_verify_runs TO ${api};
+    GRANT SELECT ON audit_checkpoints TO ${api};
     GRANT SELECT, UPDATE ON audit_verify_runs TO ${audit};
     GRANT SELECT, INSERT ON audit_checkpoints TO ${audit};
     GRANT USAGE ON SEQUENCE audit_checkpoints_id_seq TO ${audit};

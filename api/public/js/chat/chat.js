@@ -19,6 +19,8 @@ import { MessageLog } from './messages.js';
 
 const SEND_TIMEOUT_MS = 10_000;
 const RETRY_DELAY_MS = 3_000;
+/** The longest wait between automatic resends of an unconfirmed message. */
+const MAX_RESEND_DELAY_MS = 30_000;
 
 const STATUS_TEXT = {
   connecting: 'Connecting…',
@@ -70,10 +72,16 @@ export class Chat {
     /** @type {Socket | null} */
     this.socket = null;
     this.joined = false;
+    /** whether this conversation's room was joined once already (a later join is a rejoin after a disconnect) */
+    this.joinedBefore = false;
     /** @type {ReturnType<typeof setTimeout> | null} */
     this.retryTimer = null;
     /** a message whose send was not confirmed: retrying the same text and files reuses its clientMessageId @type {{ key: string, clientMessageId: string } | null} */
     this.pendingSend = null;
+    /** the automatic resend of an unconfirmed message @type {ReturnType<typeof setTimeout> | null} */
+    this.resendTimer = null;
+    /** unconfirmed sends in a row, for the growing wait when the server named none */
+    this.resendAttempt = 0;
     /** @type {ConversationStatus | null} */
     this.handoffStatus = null;
     /** what the server said of the conversation when it was opened (null when it did not say) @type {ConversationView | null} */
@@ -131,12 +139,16 @@ export class Chat {
   leave() {
     if (this.retryTimer !== null) clearTimeout(this.retryTimer);
     this.retryTimer = null;
+    if (this.resendTimer !== null) clearTimeout(this.resendTimer);
+    this.resendTimer = null;
+    this.resendAttempt = 0;
     if (this.socket !== null) {
       this.socket.removeAllListeners();
       this.socket.disconnect();
     }
     this.socket = null;
     this.joined = false;
+    this.joinedBefore = false;
     this.conversationId = null;
     this.handoffStatus = null;
     this.view = null;
@@ -312,10 +324,22 @@ export class Chat {
         }, RETRY_DELAY_MS);
         return;
       }
+      const rejoined = this.joinedBefore;
       this.joined = true;
+      this.joinedBefore = true;
       this.setConnection('online');
       this.updateComposer();
+      // Messages missed while disconnected were replayed by the join; a change of hands is asked for.
+      if (rejoined) void this.refreshStatus(conversationId);
     });
+  }
+
+  /** @param {string} conversationId */
+  async refreshStatus(conversationId) {
+    /** @type {import('../http.js').ApiResult<ConversationView>} */
+    const view = await api('GET', `/api/conversations/${encodeURIComponent(conversationId)}`, this.requestOptions());
+    if (this.conversationId !== conversationId || view.status !== 200 || view.data === null || !isStatus(view.data.status)) return;
+    this.applyStatus(view.data, true);
   }
 
   send() {
@@ -353,6 +377,12 @@ export class Chat {
       for (const entry of files) entry.sending = false;
       if (error !== null || response?.ok !== true) {
         const code = error !== null ? 'timeout' : String(response?.error ?? 'error');
+        if (code === 'unavailable' || code === 'timeout') {
+          // A passing outage, or no confirmation: the text stays in the box and goes again with the same id.
+          this.scheduleResend(code === 'unavailable' ? response?.retryAfterMs : undefined);
+          return;
+        }
+        this.resendAttempt = 0;
         if (code === 'message_too_large') this.log.errorLine(describeError({ error: code }));
         else if (code === 'not_found') this.log.errorLine('Your message could not be sent: this conversation, or an attached file, is not available to you.');
         else if (code === 'handoff_required') this.log.errorLine(describeError({ error: code }));
@@ -360,6 +390,8 @@ export class Chat {
         return;
       }
       this.pendingSend = null;
+      this.resendAttempt = 0;
+      if (this.ui.status.dataset.state === 'reconnecting' && socket.connected) this.setConnection('online');
       if (this.ui.composeInput.value.trim() === text) this.ui.composeInput.value = '';
       uploads?.sent(files);
       // Usually message:new has shown it already; if not, show it now (once, by messageId).
@@ -369,5 +401,25 @@ export class Chat {
       }
       this.ui.composeInput.focus();
     });
+  }
+
+  /**
+   * Sends the unconfirmed message again after the wait the server named (`retryAfterMs` of an `unavailable` ack) or,
+   * when it named none, a growing one, with jitter so that many clients do not come back at the same moment. The
+   * same text and files keep their clientMessageId, so the server stores the message once however often it comes.
+   * @param {number | undefined} retryAfterMs
+   */
+  scheduleResend(retryAfterMs) {
+    this.resendAttempt += 1;
+    const named = typeof retryAfterMs === 'number' && Number.isFinite(retryAfterMs) && retryAfterMs > 0 ? retryAfterMs : undefined;
+    const base = named ?? Math.min(MAX_RESEND_DELAY_MS, 1000 * 2 ** Math.min(this.resendAttempt - 1, 5));
+    this.setConnection('reconnecting', 'Reconnecting… your message will be sent again');
+    if (this.resendTimer !== null) clearTimeout(this.resendTimer);
+    this.resendTimer = setTimeout(() => {
+      this.resendTimer = null;
+      if (this.pendingSend === null) return;
+      if (this.socket !== null && this.socket.connected && this.joined) this.send();
+      else this.scheduleResend(undefined);
+    }, base * (0.5 + Math.random()));
   }
 }

@@ -81,8 +81,12 @@ export function startFeed() {
     const status = event.status === 'waiting' || event.status === 'operator' ? event.status : 'bot';
     for (const listener of statusListeners) listener({ conversationId: event.conversationId, status, operatorId: typeof event.operatorId === 'string' ? event.operatorId : null });
   });
-  // Missed events while disconnected: the count is asked for again on every (re)connect.
-  socket.on('connect', () => scheduleRefresh());
+  // Missed events while disconnected: the count is asked for again on every reconnect.
+  let connectedBefore = false;
+  socket.on('connect', () => {
+    if (connectedBefore) scheduleRefresh();
+    connectedBefore = true;
+  });
   socket.connect();
 }
 

@@ -58,7 +58,10 @@ export function showFormError(form, summary, result, prefix = '') {
   if (control === null) return;
   const id = `${control.id === '' ? 'form' : control.id}-field-error`;
   const message = el('p', { className: 'field-error', text, attrs: { id } });
-  (control.closest('.field') ?? control).after(message);
+  // A group (a fieldset) gets the message under its legend; a single control, after its field.
+  const legend = control instanceof HTMLFieldSetElement ? control.querySelector(':scope > legend') : null;
+  if (legend !== null) legend.after(message);
+  else (control.closest('.field') ?? control).after(message);
   control.setAttribute('aria-invalid', 'true');
   control.setAttribute('aria-describedby', `${control.getAttribute('aria-describedby') ?? ''} ${id}`.trim());
   control.focus();

@@ -53,6 +53,7 @@ export class KnowledgePanel {
     this.stop();
     this.bot = bot;
     this.ui.panel.hidden = true;
+    this.ui.panel.dataset.state = 'loading';
     clearErrors(this.ui.form, this.ui.error);
     this.ui.form.reset();
     this.ui.status.textContent = '';
@@ -67,9 +68,11 @@ export class KnowledgePanel {
     if (this.bot !== bot) return;
     if (result.error === 'feature_disabled') {
       this.ui.panel.hidden = true;
+      this.ui.panel.dataset.state = 'feature-disabled';
       return;
     }
     this.ui.panel.hidden = false;
+    this.ui.panel.dataset.state = 'shown';
     if (result.status !== 200) {
       if (!handleSessionFailure(result)) this.ui.status.textContent = describeError(result);
       return;

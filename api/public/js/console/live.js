@@ -103,5 +103,13 @@ export async function showLiveConversation(conversationId) {
   ui.state.textContent = '';
   showView('conversation');
   await chat.open(conversationId);
-  if (chat.conversationId === conversationId) showMeta(chat.view);
+  if (chat.conversationId !== conversationId) return;
+  showMeta(chat.view);
+  if (chat.view?.channel === 'email') {
+    // The server hands only web chats to a person: an e-mail conversation is always answered by its bot.
+    ui.takeOver.hidden = true;
+    ui.handBack.hidden = true;
+    ui.composeForm.hidden = true;
+    ui.state.textContent = 'E-mail conversations are answered by the bot.';
+  }
 }

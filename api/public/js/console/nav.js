@@ -16,7 +16,7 @@ const ui = {
   waitingCount: byId('nav-waiting-count', HTMLElement),
 };
 
-onSessionChange(() => {
+function applySession() {
   const staff = isStaff();
   ui.nav.hidden = !staff;
   ui.usersItem.hidden = !isAdmin();
@@ -29,7 +29,7 @@ onSessionChange(() => {
     stopFeed();
     ui.waiting.hidden = true;
   }
-});
+}
 
 onWaitingCount((count, previous) => {
   ui.waitingCount.textContent = String(count);
@@ -47,10 +47,13 @@ export function markSection(section) {
 }
 
 /**
- * Follows a click on a link to the current address too (the fragment does not change, so no hashchange comes).
+ * Shows the navigation for the signed-in account now and after every change of account, and follows a click on a
+ * link to the current address too (the fragment does not change, so no hashchange comes).
  * @param {(hash: string) => void} route
  */
-export function onNavigate(route) {
+export function initNav(route) {
+  applySession();
+  onSessionChange(applySession);
   ui.nav.addEventListener('click', (event) => {
     const link = event.target instanceof Element ? event.target.closest('a[data-section]') : null;
     if (!(link instanceof HTMLAnchorElement) || link.hash !== location.hash) return;
