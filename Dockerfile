@@ -4,7 +4,8 @@
 #   docker run --read-only --tmpfs /tmp -v botserver-data:/var/lib/botserver --env-file deploy/.env botserver api
 # The argument picks the role: api | worker <reply|embed|email|files|audit> | migrate | keygen | user create ... | audit verify
 
-# 1. Production dependencies only. argon2 compiles its native addon here (python3, make and g++ are in this image).
+# 1. Production dependencies only, on the runtime's Node.js major, so native addons (argon2) match it (a prebuilt
+#    N-API binary, or compiled here: python3, make and g++ are in this image).
 FROM node:24-bookworm AS deps
 WORKDIR /app
 COPY package.json package-lock.json ./

@@ -6,6 +6,7 @@ import { hashPassword } from '../shared/accounts/index.js';
 import type { AuditEventInput } from '../shared/audit/index.js';
 import { ChatEmitter } from '../shared/chat/index.js';
 import { randomToken } from '../shared/crypto/index.js';
+import { readEmailStats } from '../shared/email/stats.js';
 import type { Kernel } from '../shared/kernel.js';
 import { TOKEN_KID_REDIS_KEY } from '../shared/keys.js';
 import { log } from '../shared/log/index.js';
@@ -47,13 +48,15 @@ export async function createApiContext(kernel: Kernel): Promise<ApiContext> {
   // Which token key this process hashes refresh tokens and cookie secrets with, for `botserver keys rotate --check`.
   void redis.set(TOKEN_KID_REDIS_KEY, keys.tokenKid).catch((error: unknown) => log.warn('token key id not recorded', { error: error instanceof Error ? error.message : String(error) }));
   const chat = new ChatEmitter(redis);
+  const metrics = new ApiMetrics(kernel.queues);
+  metrics.emailStats = () => readEmailStats(redis, kernel.queues.prefix);
   return {
     kernel,
     tokens: await TokenService.fromPem(keys.jwtPrivateKeyPem),
     sessions: new SessionStore(redis, config.sessionTimeoutSeconds, keys.tokenHmacKey, (sids) => chat.endSessions(sids)),
     loginGuard: new LoginGuard(redis, config.maxLoginAttempts, config.lockoutDurationSeconds),
     chat,
-    metrics: new ApiMetrics(kernel.queues),
+    metrics,
     storage,
     staging: new FileStaging(config.dataDir),
     widgetOrigins: new WidgetOrigins(kernel.db),

@@ -7,7 +7,7 @@ import { AppError, UnavailableError } from './errors.js';
  */
 
 /** Socket and DNS failures of Node (net, tls, dns, undici) that mean "the peer is not there right now". */
-const CONNECTION_CODES = new Set([
+export const CONNECTION_CODES: ReadonlySet<string> = new Set([
   'ECONNREFUSED',
   'ECONNRESET',
   'ETIMEDOUT',
@@ -19,6 +19,7 @@ const CONNECTION_CODES = new Set([
   'ECONNABORTED',
   'UND_ERR_CONNECT_TIMEOUT',
   'UND_ERR_SOCKET',
+  'UND_ERR_CLOSED',
   'UND_ERR_HEADERS_TIMEOUT',
   'UND_ERR_BODY_TIMEOUT',
 ]);

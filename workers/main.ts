@@ -13,7 +13,7 @@ type StartFamily = (kernel: Kernel) => void;
 const FAMILIES: Partial<Record<WorkerFamily, () => Promise<StartFamily>>> = {
   audit: async () => (await import('./audit.js')).startAuditWorker,
   email: async () => {
-    const { startEmailWorker } = await import('./email.js');
+    const { startEmailWorker } = await import('./email/index.js');
     return (kernel) => startEmailWorker(kernel);
   },
   embed: async () => (await import('./embed.js')).startEmbedWorker,

@@ -1,10 +1,11 @@
 import { randomUUID } from 'node:crypto';
 import { UnrecoverableError, type Job } from 'bullmq';
-import { createReplyEngine, findRule, LlmError, type BotProfile, type ChatTurn, type BotRule, type LlmSettings, type ReplyEngine } from '../adapters/llm/index.js';
-import { ChatEmitter, findMessage, findReplyTo, insertMessage, listMessages, toMessageEvent, type ConversationStatus, type MessageSource, type StoredMessage } from '../shared/chat/index.js';
+import { createReplyEngine, findRule, LlmError, type BotProfile, type ChatTurn, type ReplyEngine } from '../adapters/llm/index.js';
+import { ChatEmitter, insertMessage, listMessages, MESSAGE_COLUMNS, openMessageRow, storeMessage, toMessageEvent, type ConversationStatus, type MessageRow, type MessageSource, type StoredMessage } from '../shared/chat/index.js';
 import { lazyEmbedder } from '../adapters/embeddings/index.js';
 import { createKnowledgeIndex } from '../adapters/qdrant/index.js';
-import { withTenant } from '../shared/db/index.js';
+import { inTenant, withTenant } from '../shared/db/index.js';
+import { BotProfileCache, NO_VERSION } from './botProfiles.js';
 import { documentTitles } from '../shared/knowledge/documents.js';
 import { retrievePassages, titledPassages } from '../shared/knowledge/retrieval.js';
 import { groundTurn, type GroundingPassage } from './grounding.js';
@@ -14,16 +15,22 @@ import type { JobData } from '../shared/queue/index.js';
 
 const HISTORY_TURNS = 20;
 
-interface BotRow {
-  name: string;
-  rules: BotRule[];
-  llm: LlmSettings | null;
-}
+/** Reply jobs one worker process holds at once. */
+export const REPLY_CONCURRENCY = 20;
 
 interface ConversationRow {
   bot_id: string;
   channel: 'web' | 'email';
   status: ConversationStatus;
+}
+
+/** The row of the turn statement: the conversation, its bot's version (and profile, when not held), the message, any reply. */
+interface TurnRow extends ConversationRow {
+  bot_live: boolean;
+  bot_version: string;
+  bot_profile: BotProfile | null;
+  has_knowledge: boolean;
+  [column: `m_${string}` | `r_${string}`]: unknown;
 }
 
 function isLastAttempt(job: Job, error: unknown): boolean {
@@ -36,28 +43,53 @@ type Turn =
   | { kind: 'gone' }
   /** The visitor asked for a person, or an operator took over: the bot stays silent. */
   | { kind: 'with-person' }
-  | { kind: 'open'; conversation: ConversationRow; message: StoredMessage; profile: BotProfile; history: ChatTurn[]; hasKnowledge: boolean };
+  | { kind: 'open'; conversation: ConversationRow; message: StoredMessage; profile: BotProfile; hasKnowledge: boolean };
 
-/** Loads the message, its conversation and bot, and recent history, all in the job's tenant. */
-async function loadTurn(kernel: Kernel, data: JobData<'bot-reply'>, knowledge: boolean): Promise<Turn> {
-  return withTenant(kernel.db, data.tenantId, async (trx) => {
-    const ring = kernel.keys.columnRing;
-    const conversation = await trx('conversations').where({ id: data.conversationId }).first<ConversationRow | undefined>('bot_id', 'channel', 'status');
-    if (conversation === undefined) return { kind: 'gone' };
-    const existing = await findReplyTo(trx, ring, data.messageId);
-    if (existing !== undefined) return { kind: 'answered', reply: existing, channel: conversation.channel };
-    if (conversation.status !== 'bot') return { kind: 'with-person' };
-    const message = await findMessage(trx, ring, data.messageId);
-    if (message === undefined || message.conversationId !== data.conversationId) return { kind: 'gone' };
-    const bot = await trx('bots').where({ id: conversation.bot_id }).whereNull('deleted_at').first<BotRow | undefined>('name', 'rules', 'llm');
-    if (bot === undefined) return { kind: 'gone' };
-    const history = await listMessages(trx, ring, data.conversationId, { before: message, limit: HISTORY_TURNS });
-    const profile: BotProfile = { name: bot.name, rules: bot.rules, llm: bot.llm };
-    const hasKnowledge = knowledge && (await trx('knowledge_documents').where({ bot_id: conversation.bot_id, status: 'indexed' }).first('id')) !== undefined;
-    // An operator's words are the assistant's side of the conversation for an LLM.
-    const turns = history.map(({ role, text }): ChatTurn => ({ role: role === 'user' ? 'user' : 'bot', text }));
-    return { kind: 'open', conversation, message, profile, history: turns, hasKnowledge };
-  });
+const BOT_VERSION = '(extract(epoch FROM b.updated_at) * 1000000)::bigint::text';
+const prefixed = (alias: string): string => MESSAGE_COLUMNS.map((column) => `${alias}.${column} AS ${alias}_${column}`).join(', ');
+
+/** A message row out of the turn row's `m_` or `r_` columns; undefined when the join found none. */
+function messageRowOf(row: TurnRow, alias: 'm' | 'r'): MessageRow | undefined {
+  if (row[`${alias}_id`] === null) return undefined;
+  return Object.fromEntries(MESSAGE_COLUMNS.map((column) => [column, row[`${alias}_${column}`]])) as unknown as MessageRow;
+}
+
+/**
+ * Loads a turn with one statement, in one round trip (see inTenant): the conversation with its status, the bot's
+ * version (its profile only when this worker does not hold that version), the message, and a reply already stored.
+ */
+async function loadTurn(kernel: Kernel, profiles: BotProfileCache, data: JobData<'bot-reply'>, knowledge: boolean): Promise<Turn> {
+  const ring = kernel.keys.columnRing;
+  const heldVersion = data.botId === undefined ? NO_VERSION : profiles.versionOf(data.botId);
+  const statement = kernel.db.raw(
+    `SELECT c.bot_id, c.channel, c.status, b.deleted_at IS NULL AS bot_live, ${BOT_VERSION} AS bot_version,
+       CASE WHEN b.id = ? AND ${BOT_VERSION} = ? THEN NULL ELSE jsonb_build_object('name', b.name, 'rules', b.rules, 'llm', b.llm) END AS bot_profile,
+       ${knowledge ? "EXISTS (SELECT 1 FROM knowledge_documents k WHERE k.bot_id = c.bot_id AND k.status = 'indexed')" : 'false'} AS has_knowledge,
+       ${prefixed('m')}, ${prefixed('r')}
+     FROM conversations c
+     JOIN bots b ON b.id = c.bot_id
+     LEFT JOIN messages m ON m.id = ? AND m.conversation_id = c.id
+     LEFT JOIN messages r ON r.reply_to = ?
+     WHERE c.id = ?`,
+    [data.botId ?? null, heldVersion, data.messageId, data.messageId, data.conversationId],
+  );
+  const [row] = await inTenant<TurnRow>(kernel.db, data.tenantId, statement);
+  if (row === undefined) return { kind: 'gone' };
+  const conversation: ConversationRow = { bot_id: row.bot_id, channel: row.channel, status: row.status };
+  const reply = messageRowOf(row, 'r');
+  if (reply !== undefined) return { kind: 'answered', reply: openMessageRow(ring, reply), channel: row.channel };
+  if (row.status !== 'bot') return { kind: 'with-person' };
+  const message = messageRowOf(row, 'm');
+  if (message === undefined || !row.bot_live) return { kind: 'gone' };
+  const profile = profiles.profileAt(row.bot_id, row.bot_version, row.bot_profile);
+  if (profile === undefined) throw new Error('the turn statement sent no profile for a bot version this worker does not hold');
+  return { kind: 'open', conversation, message: openMessageRow(ring, message), profile, hasKnowledge: row.has_knowledge };
+}
+
+/** The turns before the message, oldest first, for an LLM (a rule bot needs none). An operator's words are the assistant's side. */
+async function loadHistory(kernel: Kernel, data: JobData<'bot-reply'>, message: StoredMessage): Promise<ChatTurn[]> {
+  const history = await withTenant(kernel.db, data.tenantId, (trx) => listMessages(trx, kernel.keys.columnRing, data.conversationId, { before: message, limit: HISTORY_TURNS }));
+  return history.map(({ role, text }): ChatTurn => ({ role: role === 'user' ? 'user' : 'bot', text }));
 }
 
 /**
@@ -65,8 +97,8 @@ async function loadTurn(kernel: Kernel, data: JobData<'bot-reply'>, knowledge: b
  * a retried or re-delivered job never answers twice; it only announces the reply already stored. A matching rule
  * answers first; one marked `handoff` also puts the conversation in the waiting list for a person.
  */
-export async function answerMessage(kernel: Kernel, engine: ReplyEngine, chat: ChatEmitter, data: JobData<'bot-reply'>, knowledge?: Retrieval): Promise<void> {
-  const turn = await loadTurn(kernel, data, knowledge !== undefined);
+export async function answerMessage(kernel: Kernel, engine: ReplyEngine, chat: ChatEmitter, profiles: BotProfileCache, data: JobData<'bot-reply'>, knowledge?: Retrieval): Promise<void> {
+  const turn = await loadTurn(kernel, profiles, data, knowledge !== undefined);
   if (turn.kind === 'answered') {
     await forwardByEmail(kernel, data, turn.channel, turn.reply.messageId);
     chat.messageNew(toMessageEvent(turn.reply));
@@ -84,19 +116,25 @@ export async function answerMessage(kernel: Kernel, engine: ReplyEngine, chat: C
     const passages = turn.hasKnowledge && knowledge !== undefined ? await knowledge(data.tenantId, turn.conversation.bot_id, turn.message.text) : [];
     const grounded = groundTurn(kernel.config, turn.profile, turn.message.text, passages);
     sources = grounded.sources;
-    text =
-      grounded.kind === 'passage'
-        ? grounded.text
-        : await engine.reply({ bot: grounded.profile, history: turn.history, message: turn.message.text }, (delta) => {
-            chat.messageChunk({ conversationId: data.conversationId, messageId: replyId, delta });
-          });
+    if (grounded.kind === 'passage') {
+      text = grounded.text;
+    } else {
+      const history = grounded.profile.llm === null ? [] : await loadHistory(kernel, data, turn.message);
+      text = await engine.reply({ bot: grounded.profile, history, message: turn.message.text }, (delta) => {
+        chat.messageChunk({ conversationId: data.conversationId, messageId: replyId, delta });
+      });
+    }
   }
-  const { message, handedOver } = await withTenant(kernel.db, data.tenantId, async (trx) => {
-    const stored = await insertMessage(trx, kernel.keys.columnRing, { id: replyId, tenantId: data.tenantId, conversationId: data.conversationId, role: 'bot', text, replyTo: data.messageId, sources });
-    if (rule?.handoff !== true || !stored.created) return { message: stored.message, handedOver: false };
-    const updated = await trx('conversations').where({ id: data.conversationId, status: 'bot' }).update({ status: 'waiting' });
-    return { message: stored.message, handedOver: updated > 0 };
-  });
+  const reply = { id: replyId, tenantId: data.tenantId, conversationId: data.conversationId, role: 'bot' as const, text, replyTo: data.messageId, sources };
+  const { message, handedOver } =
+    rule?.handoff === true
+      ? await withTenant(kernel.db, data.tenantId, async (trx) => {
+          const stored = await insertMessage(trx, kernel.keys.columnRing, reply);
+          if (!stored.created) return { message: stored.message, handedOver: false };
+          const updated = await trx('conversations').where({ id: data.conversationId, status: 'bot' }).update({ status: 'waiting' });
+          return { message: stored.message, handedOver: updated > 0 };
+        })
+      : { message: (await storeMessage(kernel.db, kernel.keys.columnRing, reply)).message, handedOver: false };
   await forwardByEmail(kernel, data, turn.conversation.channel, message.messageId);
   chat.messageNew(toMessageEvent(message));
   if (handedOver) chat.conversationStatus(data.tenantId, { conversationId: data.conversationId, status: 'waiting', operatorId: null });
@@ -137,11 +175,12 @@ export function startReplyWorker(kernel: Kernel): void {
   const engine = createReplyEngine(kernel.config);
   const chat = new ChatEmitter(kernel.redis);
   const knowledge = knowledgeRetrieval(kernel);
+  const profiles = new BotProfileCache();
   kernel.queues.worker(
     'bot-reply',
     async (data, job) => {
       try {
-        await answerMessage(kernel, engine, chat, data, knowledge);
+        await answerMessage(kernel, engine, chat, profiles, data, knowledge);
       } catch (error) {
         const final = isLastAttempt(job, error) || (error instanceof LlmError && !error.retryable);
         log.warn('reply failed', { jobId: job.id, attempt: job.attemptsMade + 1, final, errorCode: error instanceof LlmError ? error.code : undefined });
@@ -150,6 +189,6 @@ export function startReplyWorker(kernel: Kernel): void {
         throw error;
       }
     },
-    { concurrency: 20 },
+    { concurrency: REPLY_CONCURRENCY },
   );
 }

@@ -1,23 +1,6 @@
 import { QdrantClientResourceExhaustedError, QdrantClientTimeoutError } from '@qdrant/js-client-rest';
 import { AppError, UnavailableError } from '../../shared/errors.js';
-
-/** Error codes of a connection that could not be made or broke (Node's net layer and undici). */
-const CONNECTION_CODES = new Set([
-  'ECONNREFUSED',
-  'ECONNRESET',
-  'ETIMEDOUT',
-  'EHOSTUNREACH',
-  'ENETUNREACH',
-  'ENOTFOUND',
-  'EAI_AGAIN',
-  'EPIPE',
-  'ECONNABORTED',
-  'UND_ERR_CONNECT_TIMEOUT',
-  'UND_ERR_HEADERS_TIMEOUT',
-  'UND_ERR_BODY_TIMEOUT',
-  'UND_ERR_SOCKET',
-  'UND_ERR_CLOSED',
-]);
+import { CONNECTION_CODES } from '../../shared/failures.js';
 
 /** HTTP statuses that mean "not now" rather than "no": overloaded, rate limited, a proxy without its upstream. */
 const UNAVAILABLE_STATUSES = new Set([429, 502, 503, 504]);

@@ -16,6 +16,7 @@ import {
 } from '@aws-sdk/client-s3';
 import { Upload } from '@aws-sdk/lib-storage';
 import { UnavailableError } from '../../shared/errors.js';
+import { CONNECTION_CODES } from '../../shared/failures.js';
 import { StorageNotFoundError, StorageRangeError } from './errors.js';
 import { checkRange, keySegments } from './keys.js';
 import type { ByteRange, ObjectStorage } from './types.js';
@@ -40,7 +41,6 @@ const SOCKET_IDLE_TIMEOUT_MS = 120_000;
 /** Listing and deleting again when versions remain (a concurrent put, a lost reply). */
 const DELETE_ROUNDS = 3;
 
-const CONNECTION_CODES = new Set(['ECONNREFUSED', 'ECONNRESET', 'ETIMEDOUT', 'EHOSTUNREACH', 'ENETUNREACH', 'ENOTFOUND', 'EAI_AGAIN', 'EPIPE', 'ECONNABORTED']);
 const UNAVAILABLE_NAMES = new Set(['TimeoutError', 'RequestTimeout', 'RequestTimeoutException', 'ServiceUnavailable', 'SlowDown', 'InternalError']);
 
 function statusOf(error: unknown): number | undefined {

@@ -1,7 +1,7 @@
 import type { Request } from 'express';
 import type { Knex } from 'knex';
 import type { ConversationStatus } from '../../shared/chat/index.js';
-import { withTenant } from '../../shared/db/index.js';
+import { isUuid, withTenantFrom } from '../../shared/db/index.js';
 import { NotFoundError, UnauthorizedError } from '../../shared/errors.js';
 import type { Caller } from '../auth/authenticate.js';
 import type { ApiContext } from '../context.js';
@@ -62,13 +62,16 @@ export async function withConversation<T>(
   purpose: ConversationPurpose,
   fn: (trx: Knex.Transaction, conversation: ConversationRow) => Promise<T>,
 ): Promise<T> {
-  if (caller.kind === 'guest' && caller.guest.cid !== conversationId) throw new NotFoundError('No such conversation');
-  return withTenant(ctx.kernel.db, tenantOf(caller), async (trx) => {
-    const conversation = await trx('conversations').where({ id: conversationId }).first<ConversationRow | undefined>();
+  if ((caller.kind === 'guest' && caller.guest.cid !== conversationId) || !isUuid(conversationId)) throw new NotFoundError('No such conversation');
+  // The conversation is read in the round trip that scopes the transaction to the tenant.
+  const first = ctx.kernel.db('conversations').where({ id: conversationId }).select(CONVERSATION_COLUMNS).limit(1);
+  return withTenantFrom<ConversationRow, T>(ctx.kernel.db, tenantOf(caller), first, async (trx, [conversation]) => {
     if (conversation === undefined || !mayUse(caller, conversation, purpose)) throw new NotFoundError('No such conversation');
     return fn(trx, conversation);
   });
 }
+
+const CONVERSATION_COLUMNS: ReadonlyArray<keyof ConversationRow> = ['id', 'tenant_id', 'bot_id', 'user_id', 'guest', 'channel', 'status', 'operator_id'];
 
 function mayUse(caller: Caller, conversation: ConversationRow, purpose: ConversationPurpose): boolean {
   switch (purpose) {

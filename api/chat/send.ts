@@ -61,18 +61,18 @@ export async function acceptMessage(
   attachmentIds: readonly string[] = [],
 ): Promise<AcceptedMessage> {
   if (text.length > MAX_MESSAGE_CHARS) throw new AppError('message_too_large', `A message may have at most ${MAX_MESSAGE_CHARS} characters`, { status: 413, field: 'text' });
-  const { message, created, tenantId, botAnswers } = await withConversation(ctx, caller, conversationId, 'send', async (trx, conversation) => {
+  const { message, created, tenantId, botId, botAnswers } = await withConversation(ctx, caller, conversationId, 'send', async (trx, conversation) => {
     const role = isParticipant(caller, conversation) ? 'user' : 'operator';
     if (role === 'operator' && conversation.status !== 'operator') throw new ConflictError('handoff_required', 'Take the conversation over before writing in it');
     const botAnswers = role === 'user' && conversation.status === 'bot';
     const files = await ownFiles(trx, caller, attachmentIds);
     const result = await insertMessage(trx, ctx.kernel.keys.columnRing, { tenantId: conversation.tenant_id, conversationId, role, text, clientMessageId });
-    if (!result.created || files.length === 0) return { ...result, tenantId: conversation.tenant_id, botAnswers };
+    if (!result.created || files.length === 0) return { ...result, tenantId: conversation.tenant_id, botId: conversation.bot_id, botAnswers };
     await trx('message_attachments').insert(files.map((file, position) => ({ tenant_id: conversation.tenant_id, message_id: result.message.messageId, file_id: file.id, position })));
     const attachments = files.map((file) => ({ id: file.id, name: fileName(ctx.kernel.keys.columnRing, file), size: Number(file.size), type: file.content_type }));
-    return { message: { ...result.message, attachments }, created: true, tenantId: conversation.tenant_id, botAnswers };
+    return { message: { ...result.message, attachments }, created: true, tenantId: conversation.tenant_id, botId: conversation.bot_id, botAnswers };
   });
-  if (botAnswers) await ctx.kernel.queues.enqueue('bot-reply', 'reply', { tenantId, conversationId, messageId: message.messageId }, { jobId: message.messageId });
+  if (botAnswers) await ctx.kernel.queues.enqueue('bot-reply', 'reply', { tenantId, conversationId, messageId: message.messageId, botId }, { jobId: message.messageId });
   if (created) {
     ctx.chat.messageNew(toMessageEvent(message));
     // One data.write per accepted message, never its text; after the reply job and the broadcast, so it adds no delay to them.

@@ -1,7 +1,6 @@
 import type { Request } from 'express';
 import type { Knex } from 'knex';
-import { verifyImap, type MailboxPosition } from '../../adapters/imap/index.js';
-import { verifySmtp } from '../../adapters/smtp/index.js';
+import { verifyImap, verifySmtp, type MailboxPosition } from '../../adapters/mail/index.js';
 import { emailAddressIndex, sealEmailChannel, type EmailChannel } from '../../shared/email/channel.js';
 import { ConflictError } from '../../shared/errors.js';
 import { EgressDeniedError } from '../../shared/net/egress.js';

@@ -3,6 +3,7 @@ import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom
 import { QUEUE_NAMES } from '../../shared/queue/index.js';
 import type { QueueFactory } from '../../shared/queue/index.js';
 import type { Readiness } from '../../shared/health.js';
+import type { EmailStats } from '../../shared/email/stats.js';
 
 /** Prometheus metrics of one API process: HTTP, queues, sockets and security counters. */
 export class ApiMetrics {
@@ -57,6 +58,21 @@ export class ApiMetrics {
     registers: [this.registry],
   });
 
+  /** Set by the context: the e-mail workers' counters (kept in Redis by whichever worker counted). */
+  emailStats: (() => Promise<EmailStats>) | undefined;
+  private readonly emailQuarantined = new Counter({
+    name: 'botserver_email_quarantined_total',
+    help: 'Inbound mails given up on (quarantined), by reason: too_large, failed, crashed',
+    labelNames: ['reason'] as const,
+    registers: [this.registry],
+  });
+  private readonly emailRefused = new Counter({
+    name: 'botserver_email_replies_refused_total',
+    help: 'Inbound mails not answered because of a limit, by reason (reply_limit: the per-correspondent hourly limit)',
+    labelNames: ['reason'] as const,
+    registers: [this.registry],
+  });
+
   constructor(private readonly queues: QueueFactory) {
     collectDefaultMetrics({ register: this.registry, prefix: 'botserver_' });
   }
@@ -81,6 +97,13 @@ export class ApiMetrics {
       const { body } = await this.readiness();
       this.dependencyUp.set({ dependency: 'redis' }, body.redis === 'up' ? 1 : 0);
       this.dependencyUp.set({ dependency: 'postgres' }, body.postgres === 'up' ? 1 : 0);
+    }
+    if (this.emailStats !== undefined) {
+      const stats = await this.emailStats();
+      this.emailQuarantined.reset();
+      for (const [reason, count] of Object.entries(stats.quarantined)) this.emailQuarantined.inc({ reason }, count);
+      this.emailRefused.reset();
+      for (const [reason, count] of Object.entries(stats.refused)) this.emailRefused.inc({ reason }, count);
     }
     await Promise.all(
       QUEUE_NAMES.map(async (name) => {

@@ -171,6 +171,7 @@ export const ROUTES: readonly RouteSpec[] = [
   { method: 'patch', path: '/api/bots/:id', tag: 'bots', access: 'staff', summary: 'Change a bot', body: updateBotSchema, bodyExample: { name: 'Helpdesk (new)', greeting: null, public: false }, success: { status: 200, description: 'Changed', schema: out.botSchema } },
   { method: 'delete', path: '/api/bots/:id', tag: 'bots', access: 'staff', summary: 'Delete a bot', success: { status: 204, description: 'Deleted' } },
   { method: 'post', path: '/api/bots/:id/try', tag: 'bots', access: 'staff', summary: "What the bot's rules answer to a text (nothing is stored)", body: tryBotSchema, bodyExample: { text: 'hello there' }, success: { status: 200, description: 'The matching rule', schema: out.tryBotSchema } },
+  { method: 'get', path: '/api/bots/:id/email/quarantine', tag: 'bots', access: 'staff', summary: "Inbound mails of the bot's e-mail channel that were given up on (quarantined)", success: { status: 200, description: 'Quarantined mails', schema: out.emailQuarantineSchema } },
   { method: 'post', path: '/api/bots/:id/conversations', tag: 'bots', access: 'user', summary: 'Start a conversation (the greeting is its first message)', success: { status: 201, description: 'Created', schema: out.createdIdSchema } },
   {
     method: 'post', path: '/api/bots/:id/guest-token', tag: 'bots', access: 'public', summary: "A public bot's visitor: a conversation and a token for it alone",
@@ -251,7 +252,7 @@ export const ROUTES: readonly RouteSpec[] = [
   {
     method: 'post', path: '/api/audit/verify', tag: 'audit', access: 'admin', summary: 'Queue a verification of the audit hash chain (the audit worker walks it)',
     description: '`{}` walks on from the last verified checkpoint (signed with the chain key); `{full:true}` from the first row. While a run is queued or running, a new request joins it (same `jobId`).',
-    body: auditVerifyRequestSchema, bodyExample: {},
+    body: auditVerifyRequestSchema, bodyExample: { full: false },
     success: { status: 202, description: 'Queued', schema: out.auditVerifyQueuedSchema },
     failures: [{ status: 503, description: '`unavailable`: the job could not be queued' }],
   },

@@ -75,6 +75,20 @@ export const botListSchema = z.strictObject({
 });
 
 export const createdIdSchema = z.strictObject({ id });
+export const emailQuarantineSchema = z.strictObject({
+  mails: z
+    .array(
+      z.strictObject({
+        uidValidity: z.number().int().nonnegative().describe("The mailbox's UIDVALIDITY when the mail was given up on"),
+        uid: z.number().int().positive().describe('The mail\'s UID in the INBOX'),
+        reason: z.enum(['too_large', 'failed', 'crashed']).describe('too_large: over the size limit, not fetched; failed: errors on every attempt; crashed: the worker died while handling it'),
+        attempts: z.number().int().nonnegative(),
+        size: z.number().int().nonnegative().describe('Bytes'),
+        quarantinedAt: timestamp,
+      }),
+    )
+    .describe('Newest first, at most 200'),
+});
 export const tryBotSchema = z.strictObject({
   reply: z.string().nullable().describe("The first matching rule's reply; null when none matches (the LLM or the fallback would answer)"),
   rule: z.number().int().nonnegative().nullable().describe('Index of the matching rule'),

@@ -13,6 +13,7 @@ import { requireAuth } from '../auth/authenticate.js';
 import { hasRole, requireRole } from '../auth/rbac.js';
 import type { ApiContext } from '../context.js';
 import { emailChannelColumns, presentEmailChannel, saveMailboxPosition } from '../email/channel.js';
+import { listQuarantine } from '../email/quarantine.js';
 import { noFieldsSchema, parseInput } from '../http/validate.js';
 
 /** An origin as browsers send it: scheme, host and optional port, nothing else (`https://shop.example.com`). */
@@ -183,6 +184,17 @@ export function botRoutes(ctx: ApiContext): Router {
     const bot = await withTenant(ctx.kernel.db, auth.tenantId, (trx) => findBot(trx, id));
     const matched = findRule(bot.rules, input.text);
     res.json({ reply: matched?.rule.reply ?? null, rule: matched?.index ?? null, handoff: matched?.rule.handoff === true });
+  });
+
+  /** Inbound mails of the bot's e-mail channel that were given up on (README, E-mail bots). */
+  router.get('/api/bots/:id/email/quarantine', staff, async (req, res) => {
+    const auth = requireAuth(req);
+    const id = botId(req);
+    const mails = await withTenant(ctx.kernel.db, auth.tenantId, async (trx) => {
+      await findBot(trx, id);
+      return listQuarantine(trx, id);
+    });
+    res.json({ mails });
   });
 
   router.post('/api/bots/:id/conversations', async (req, res) => {

@@ -18,6 +18,8 @@ export interface SocketData {
 export type ChatServer = Server<ClientToServerEvents, ServerToClientEvents, Record<string, never>, SocketData>;
 
 const PING_INTERVAL_MS = 25_000;
+/** How long a shutdown waits for socket events already received (a stuck one must not hold the process forever). */
+const IN_FLIGHT_GRACE_MS = 10_000;
 const PING_TIMEOUT_MS = 20_000;
 
 /** The page served by this very server (whatever host name it was reached by) may always connect. */
@@ -115,7 +117,9 @@ export function attachSocketServer(httpServer: http.Server | https.Server, ctx: 
       // Every client's transport closes (a client reconnects, through the proxy to another API process); the
       // events already received are still handled to the end.
       await io.close();
-      await Promise.allSettled([...inFlight]);
+      let timer: NodeJS.Timeout | undefined;
+      await Promise.race([Promise.allSettled([...inFlight]), new Promise((resolve) => (timer = setTimeout(resolve, IN_FLIGHT_GRACE_MS)))]);
+      clearTimeout(timer);
       pub.disconnect();
       sub.disconnect();
     },

@@ -17,15 +17,27 @@ import { percentile, round1 } from './stats.js';
  */
 
 const DEFAULT_MAILS = 1000;
+const DEFAULT_SENDERS = 100;
 
+function parseArgs(args: string[]): { mails: number; senders: number } | undefined {
+  const values: Record<string, number> = { '--mails': DEFAULT_MAILS, '--senders': DEFAULT_SENDERS };
+  for (let index = 0; index < args.length; index += 2) {
+    const [flag, value] = [args[index] ?? '', args[index + 1]];
+    if (!Object.hasOwn(values, flag) || value === undefined || !/^\d+$/.test(value)) return undefined;
+    values[flag] = Number(value);
+  }
+  const mails = values['--mails'] ?? DEFAULT_MAILS;
+  const senders = values['--senders'] ?? DEFAULT_SENDERS;
+  return mails >= 1 && mails <= 100_000 && senders >= 1 && senders <= Math.min(mails, 1000) ? { mails, senders } : undefined;
+}
 
 export async function run(args: string[]): Promise<number> {
-  const [flag, value] = args;
-  const mails = flag === '--mails' && value !== undefined && /^\d+$/.test(value) ? Number(value) : flag === undefined ? DEFAULT_MAILS : NaN;
-  if (!Number.isInteger(mails) || mails < 1 || mails > 100_000) {
-    process.stderr.write(`usage: npm run bench -- email [--mails N (default ${DEFAULT_MAILS})]\n`);
+  const options = parseArgs(args);
+  if (options === undefined) {
+    process.stderr.write(`usage: npm run bench -- email [--mails N (default ${DEFAULT_MAILS})] [--senders S (default ${DEFAULT_SENDERS})]\n`);
     return 2;
   }
+  const { mails, senders: senderCount } = options;
   ensureMailServer();
   let database: TestDatabase | undefined;
   let api: TestApi | undefined;
@@ -42,7 +54,8 @@ export async function run(args: string[]): Promise<number> {
     smtp = await startSmtpPeer();
     const admin = await signedInUser(api, 'admin');
     const bot = addMailUser('bench-bot');
-    const sender = addMailUser('bench-sender');
+    // Senders need no mailbox: replies are recorded by the SMTP peer, not delivered.
+    const senders = Array.from({ length: senderCount }, (_, index) => ({ address: `bench-sender-${index}@sender.example` }));
     await restOk('POST', `${api.url}/api/bots`, 201, {
       token: admin.token,
       body: { name: 'Bench mail bot', rules: [{ match: 'opening hours', reply: 'We open at 9.' }], email: channelFor(bot, smtp.port, { maxRepliesPerSenderPerHour: 10_000 }) },
@@ -55,6 +68,8 @@ export async function run(args: string[]): Promise<number> {
       await Promise.all(
         Array.from({ length: Math.min(20, mails - start) }, async (_, offset) => {
           const id = `bench-${start + offset}@sender.example`;
+          const sender = senders[(start + offset) % senders.length] ?? senders[0];
+          if (sender === undefined) throw new Error('no sender');
           await deliver({ from: sender.address, to: bot.address, subject: `Question ${start + offset}`, text: 'What are your opening hours?', messageId: `<${id}>` });
           deliveredAt.set(`<${id}>`, performance.now());
         }),
@@ -77,6 +92,7 @@ export async function run(args: string[]): Promise<number> {
       node: process.version,
       cpus: availableParallelism(),
       mails,
+      senders: senderCount,
       replies: smtp.messages.length,
       duplicates,
       deliverSeconds: round1(deliveredMs / 1000),
@@ -90,7 +106,7 @@ export async function run(args: string[]): Promise<number> {
     process.stdout.write(
       [
         `email benchmark  node ${process.version}, ${availableParallelism()} CPU(s); Dovecot (LMTP in, IMAP IDLE), API, reply and e-mail workers and the SMTP peer on this machine`,
-        `mails ${mails}  replies ${result.replies}  duplicates ${duplicates}  delivered in ${result.deliverSeconds} s  answered in ${result.wallSeconds} s  ${result.mailsPerSecond} mails/s`,
+        `mails ${mails} from ${senderCount} senders  replies ${result.replies}  duplicates ${duplicates}  delivered in ${result.deliverSeconds} s  answered in ${result.wallSeconds} s  ${result.mailsPerSecond} mails/s`,
         `inbound-to-reply latency  p50 ${result.latencyP50Ms} ms  p90 ${result.latencyP90Ms} ms  p99 ${result.latencyP99Ms} ms  max ${result.latencyMaxMs} ms`,
         JSON.stringify(result),
         '',

@@ -14,8 +14,12 @@ const BENCHMARKS: Record<string, Benchmark> = {
     load: () => import('./login.js'),
   },
   chat: {
-    description: 'N socket clients x M messages to a rule bot (in-process API + reply worker; --api A --workers W: separate processes, ratio to 1 + 1): replies/s, p50/p99 send-to-reply latency',
+    description: 'C sockets x L conversations to a rule bot (API, reply and audit worker processes): most replies/s and p50/p99, p50/p99 at half that rate, beside a bare BullMQ loop; --profile DIR: CPU profiles and round trips per message; --api A --workers W: scale-out',
     load: () => import('./chat.js'),
+  },
+  sockets: {
+    description: 'N idle authenticated sockets (default 2000 and 10000) on the API process against a bare Socket.IO server with the Redis adapter: RSS per socket and the ratio',
+    load: () => import('./sockets.js'),
   },
   files: {
     description: 'N MiB (default 1024) to the S3 test server: plain multipart upload vs the files worker (encrypt + upload): MiB/s, ratio, worker peak RSS',
@@ -28,6 +32,10 @@ const BENCHMARKS: Record<string, Benchmark> = {
   faults: {
     description: 'A reply worker SIGKILLed 5 times during a stream (2 worker processes, LLM stand-in): per kill, how long its unanswered messages took to come back',
     load: () => import('./faults.js'),
+  },
+  audit: {
+    description: 'An N-row audit chain (default 1,000,000): verification rows/s against reading the pages only and against one bare HMAC per row',
+    load: () => import('./audit.js'),
   },
   email: {
     description: 'N mails (default 1000) into a bot mailbox in Dovecot, answered over IMAP IDLE → reply → SMTP: mails/s, p50/p99 inbound-to-reply latency',

@@ -193,7 +193,7 @@ async function queueFindings(config: Config, keys: Keys): Promise<Finding[]> {
       for await (const batch of redis.scanStream({ match: 'botserver:refresh:*', count: 1000 }) as AsyncIterable<string[]>) refresh += batch.length;
       for await (const batch of redis.scanStream({ match: 'botserver:session:*', count: 1000 }) as AsyncIterable<string[]>) sessions += batch.length;
       findings.push(finding('refresh tokens (active and spent)', refresh, running, 'ends', 'hashed with the running token key: refused after the rotation (401 invalid_token; clients log in again)'));
-      findings.push(finding('sessions (cookie sessions end; bearer ones keep working until their access token expires)', sessions, running, 'ends', NOTES.ends));
+      findings.push(finding('sessions', sessions, running, 'ends', 'cookie sessions end at once; a bearer session ends when its access token expires (15 minutes), its refresh token being refused'));
     }
   } finally {
     redis.disconnect();

@@ -12,5 +12,5 @@ export {
   type MessageSource,
   type ServerToClientEvents,
 } from './events.js';
-export { insertMessage, findMessage, findReplyTo, listMessages, toMessageEvent, type StoredMessage, type NewMessage } from './messages.js';
+export { insertMessage, storeMessage, findMessage, findReplyTo, listMessages, toMessageEvent, openMessageRow, MESSAGE_COLUMNS, type MessageRow, type StoredMessage, type NewMessage } from './messages.js';
 export { ChatEmitter } from './emitter.js';

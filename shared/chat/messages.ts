@@ -2,6 +2,7 @@ import { randomUUID } from 'node:crypto';
 import type { Knex } from 'knex';
 import { z } from 'zod';
 import { openString, sealString, type KeyRing } from '../crypto/index.js';
+import { tenantScopeValue, withTenant } from '../db/index.js';
 import { attachmentsOf, type AttachmentSummary } from '../files/index.js';
 import type { MessageNewEvent, MessageRole, MessageSource } from './events.js';
 
@@ -16,7 +17,8 @@ export interface StoredMessage {
   sources?: MessageSource[];
 }
 
-interface MessageRow {
+/** A `messages` row as MESSAGE_COLUMNS selects it. */
+export interface MessageRow {
   id: string;
   conversation_id: string;
   role: MessageRole;
@@ -32,10 +34,17 @@ const sourcesAad = (messageId: string): string => `messages.sources:${messageId}
 /** What a message's sealed sources must hold once opened (the row is authentic; the shape is still checked). */
 const sourcesSchema = z.array(z.strictObject({ documentId: z.string(), title: z.string(), position: z.string() }));
 const COLUMNS = ['id', 'conversation_id', 'role', 'text_ciphertext', 'created_at', 'reply_to', 'sources_ciphertext'];
+/** What a statement selects from `messages` for openMessageRow. */
+export const MESSAGE_COLUMNS: readonly string[] = COLUMNS;
 
 function openSources(ring: KeyRing, row: MessageRow): MessageSource[] | undefined {
   if (row.sources_ciphertext === null) return undefined;
   return sourcesSchema.parse(JSON.parse(openString(ring, row.sources_ciphertext, sourcesAad(row.id))));
+}
+
+/** A stored message from its row, decrypted (its ciphertexts are bound to the row's id). */
+export function openMessageRow(ring: KeyRing, row: MessageRow): StoredMessage {
+  return toMessage(ring, row);
 }
 
 function toMessage(ring: KeyRing, row: MessageRow): StoredMessage {
@@ -81,12 +90,33 @@ export interface NewMessage {
  * same message returns the row already stored, with `created: false`. Call inside a tenant-scoped transaction.
  */
 export async function insertMessage(trx: Knex.Transaction, ring: KeyRing, input: NewMessage): Promise<{ message: StoredMessage; created: boolean }> {
+  const inserted = await messageInsert(trx, ring, input);
+  const row = inserted[0];
+  if (row !== undefined) return { message: toMessage(ring, row), created: true };
+  const existing = await existingMessage(trx, input).first<MessageRow | undefined>(COLUMNS);
+  if (existing === undefined) throw new Error('message conflict without an existing row');
+  return { message: toMessage(ring, existing), created: false };
+}
+
+/**
+ * Like insertMessage, as one statement in one round trip with no transaction around it: the INSERT … ON CONFLICT DO
+ * NOTHING RETURNING scopes itself to the tenant (see tenantScopeValue). For a message stored on its own; a repeat
+ * (rare) is read back in a transaction of its own.
+ */
+export async function storeMessage(db: Knex, ring: KeyRing, input: NewMessage): Promise<{ message: StoredMessage; created: boolean }> {
+  const [row] = await messageInsert(db, ring, input, tenantScopeValue(db, input.tenantId));
+  if (row !== undefined) return { message: toMessage(ring, row), created: true };
+  return withTenant(db, input.tenantId, (trx) => insertMessage(trx, ring, input));
+}
+
+/** The INSERT of a new message, encrypted, that does nothing on a repeated clientMessageId or a second reply. */
+function messageInsert(db: Knex | Knex.Transaction, ring: KeyRing, input: NewMessage, tenantId: string | Knex.Raw = input.tenantId): Knex.QueryBuilder<Record<string, unknown>, MessageRow[]> {
   const id = input.id ?? randomUUID();
-  const conflictTarget = input.replyTo !== undefined ? trx.raw('(reply_to) WHERE reply_to IS NOT NULL') : trx.raw('(conversation_id, client_message_id)');
-  const inserted = await trx('messages')
+  const conflictTarget = input.replyTo !== undefined ? db.raw('(reply_to) WHERE reply_to IS NOT NULL') : db.raw('(conversation_id, client_message_id)');
+  return db<Record<string, unknown>>('messages')
     .insert({
       id,
-      tenant_id: input.tenantId,
+      tenant_id: tenantId,
       conversation_id: input.conversationId,
       role: input.role,
       text_ciphertext: sealString(ring, input.text, textAad(id)),
@@ -97,14 +127,13 @@ export async function insertMessage(trx: Knex.Transaction, ring: KeyRing, input:
     .onConflict(conflictTarget)
     .ignore()
     .returning<MessageRow[]>(COLUMNS);
-  const row = inserted[0];
-  if (row !== undefined) return { message: toMessage(ring, row), created: true };
-  const existing =
-    input.replyTo !== undefined
-      ? await trx('messages').where({ reply_to: input.replyTo }).first<MessageRow | undefined>(COLUMNS)
-      : await trx('messages').where({ conversation_id: input.conversationId, client_message_id: input.clientMessageId ?? null }).first<MessageRow | undefined>(COLUMNS);
-  if (existing === undefined) throw new Error('message conflict without an existing row');
-  return { message: toMessage(ring, existing), created: false };
+}
+
+/** The message a conflicting insert met: the reply to the same message, or the same clientMessageId's. */
+function existingMessage(db: Knex | Knex.Transaction, input: NewMessage): Knex.QueryBuilder {
+  return input.replyTo !== undefined
+    ? db('messages').where({ reply_to: input.replyTo })
+    : db('messages').where({ conversation_id: input.conversationId, client_message_id: input.clientMessageId ?? null });
 }
 
 export async function findMessage(trx: Knex.Transaction, ring: KeyRing, messageId: string): Promise<StoredMessage | undefined> {

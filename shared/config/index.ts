@@ -51,6 +51,8 @@ export interface Config {
   /** Media types an upload may have (sniffed from its bytes); exact types or `major/*`. */
   uploadTypes: readonly string[];
   wsMaxMessageSize: number;
+  /** Events one socket may send per 10 seconds (BOTSERVER_WS_RATE_LIMIT); more are refused, and five refusals in a row end it. */
+  wsEventsPer10s: number;
   /** Port of a worker process's `/healthz` and `/readyz` listener (on `host`); undefined = none. */
   healthPort: number | undefined;
   /** BullMQ lock of an active job and stalled-job check interval (ms): how soon a crashed worker's jobs run again. */
@@ -208,6 +210,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     maxUploadSize: raw.BOTSERVER_MAX_UPLOAD_SIZE,
     uploadTypes: raw.BOTSERVER_UPLOAD_TYPES.length === 0 ? DEFAULT_UPLOAD_TYPES : raw.BOTSERVER_UPLOAD_TYPES.map((item) => item.toLowerCase()),
     wsMaxMessageSize: raw.BOTSERVER_WS_MAX_MESSAGE_SIZE,
+    wsEventsPer10s: raw.BOTSERVER_WS_RATE_LIMIT,
     healthPort: raw.BOTSERVER_HEALTH_PORT,
     jobLockMs: raw.BOTSERVER_JOB_LOCK_MS,
     tls,

@@ -143,6 +143,7 @@ export const envSchema = z.object({
     'must be a comma list of media types such as application/pdf or image/*',
   ),
   BOTSERVER_WS_MAX_MESSAGE_SIZE: positiveInt(10485760),
+  BOTSERVER_WS_RATE_LIMIT: positiveInt(30),
   BOTSERVER_HEALTH_PORT: optionalText.pipe(
     z
       .string()

@@ -1,9 +1,9 @@
 import { randomUUID } from 'node:crypto';
 import type { Knex } from 'knex';
-import type { Attachment, ParsedMail } from 'mailparser';
 import type { KeyRing } from '../crypto/index.js';
 import { FileStaging, insertFile, SNIFF_BYTES, sniffType, typeAllowed, type StagedContent } from '../files/index.js';
 import { safeFileName } from '../paths.js';
+import type { InboundAttachment, InboundMail } from './mail.js';
 
 /** Most files one inbound mail brings in; the rest are skipped (and counted). */
 export const MAX_EMAIL_ATTACHMENTS = 20;
@@ -40,9 +40,9 @@ export interface StagedAttachment extends AcceptedAttachment {
   sealed: StagedContent;
 }
 
-/** The `cid:` references of the HTML body, lower-cased (mailparser keeps them with `skipImageLinks`). */
-function referencedCids(mail: ParsedMail): Set<string> {
-  const html = typeof mail.html === 'string' ? mail.html : '';
+/** The `cid:` references of the HTML body, lower-cased (the parser keeps them: image links are not resolved). */
+function referencedCids(mail: InboundMail): Set<string> {
+  const html = mail.html ?? '';
   const found = new Set<string>();
   for (const match of html.matchAll(/cid:([^"'\s>)]+)/gi)) {
     const value = match[1] ?? '';
@@ -57,9 +57,9 @@ function referencedCids(mail: ParsedMail): Set<string> {
 }
 
 /** A part the HTML body embeds (multipart/related and referenced by `cid:`) rather than one sent as a file. */
-function embedded(attachment: Attachment, cids: Set<string>): boolean {
+function embedded(attachment: InboundAttachment, cids: Set<string>): boolean {
   if (attachment.contentDisposition === 'attachment') return false;
-  return attachment.related === true && attachment.cid !== undefined && cids.has(attachment.cid.toLowerCase());
+  return attachment.related && attachment.cid !== undefined && cids.has(attachment.cid.toLowerCase());
 }
 
 /**
@@ -68,13 +68,13 @@ function embedded(attachment: Attachment, cids: Set<string>): boolean {
  * HTML body embeds are skipped unless they are images of at least EMBEDDED_IMAGE_MIN_BYTES. Nothing here logs or
  * throws for a refused attachment: it is counted in `skipped`.
  */
-export async function selectAttachments(mail: ParsedMail, policy: AttachmentPolicy): Promise<AttachmentSelection> {
+export async function selectAttachments(mail: InboundMail, policy: AttachmentPolicy): Promise<AttachmentSelection> {
   const skipped: Record<AttachmentSkip, number> = { too_large: 0, type: 0, embedded: 0, too_many: 0 };
   const accepted: AcceptedAttachment[] = [];
   if (mail.attachments.length === 0) return { accepted, skipped };
   const cids = referencedCids(mail);
   for (const [index, attachment] of mail.attachments.entries()) {
-    const content = Buffer.isBuffer(attachment.content) ? attachment.content : Buffer.alloc(0);
+    const { content } = attachment;
     if (content.length > policy.maxSize) {
       skipped.too_large += 1;
       continue;

@@ -1,7 +1,7 @@
 import { createHash } from 'node:crypto';
-import type { AddressObject, ParsedMail } from 'mailparser';
 import { normaliseEmail } from '../crypto/index.js';
 import { normaliseMessageId } from './channel.js';
+import type { InboundMail } from './mail.js';
 
 /** The headers of an inbound mail that its reply and its threading need (stored sealed next to the message). */
 export interface InboundMeta {
@@ -19,27 +19,6 @@ const SYSTEM_SENDERS = /^(mailer-daemon|postmaster|no-?reply|listserv|majordomo|
 const MAX_TEXT = 20_000;
 const MAX_REFERENCES = 20;
 
-/** One header value as a string (mailparser gives strings, arrays or structured values). */
-function headerText(mail: ParsedMail, name: string): string | undefined {
-  const value = mail.headers.get(name);
-  if (value === undefined || value === null) return undefined;
-  if (typeof value === 'string') return value;
-  if (Array.isArray(value)) return value.map(String).join(', ');
-  if (typeof value === 'object' && 'value' in value) return String((value as { value: unknown }).value);
-  if (typeof value === 'object' && 'text' in value) return String((value as { text: unknown }).text);
-  return value instanceof Date ? value.toISOString() : JSON.stringify(value);
-}
-
-function firstAddress(field: AddressObject | AddressObject[] | undefined): { name: string; address: string } | undefined {
-  const objects = field === undefined ? [] : Array.isArray(field) ? field : [field];
-  for (const object of objects) {
-    for (const entry of object.value) {
-      if (entry.address !== undefined && entry.address !== '') return { name: entry.name, address: entry.address };
-    }
-  }
-  return undefined;
-}
-
 /** Control characters (CR, LF, NUL, …) replaced by spaces: a value that can never end or start a header line. */
 export function singleLine(value: string, max = 500): string {
   // eslint-disable-next-line no-control-regex -- control characters are exactly what must go
@@ -52,10 +31,10 @@ export function isSafeAddress(address: string): boolean {
   return address.length <= 254 && /^[^\s<>"(),;:\\[\]\u0000-\u001f\u007f@]+@[A-Za-z0-9.-]+$/.test(address);
 }
 
-export function extractMeta(mail: ParsedMail, source: Buffer): InboundMeta | undefined {
-  const from = firstAddress(mail.from);
+export function extractMeta(mail: InboundMail, source: Buffer): InboundMeta | undefined {
+  const from = mail.from[0];
   if (from === undefined || !isSafeAddress(from.address)) return undefined;
-  const references = (Array.isArray(mail.references) ? mail.references : mail.references === undefined ? [] : mail.references.split(/\s+/))
+  const references = mail.references
     .map(normaliseMessageId)
     .filter((id) => id !== '' && !/[\s<>]/.test(id))
     .slice(-MAX_REFERENCES);
@@ -72,16 +51,15 @@ export function extractMeta(mail: ParsedMail, source: Buffer): InboundMeta | und
 }
 
 /** RFC 3834 §2 and RFC 2919: mail that must not get an automatic answer. */
-export function skipReason(mail: ParsedMail, meta: InboundMeta | undefined, ownAddress: string): SkipReason | null {
+export function skipReason(mail: InboundMail, meta: InboundMeta | undefined, ownAddress: string): SkipReason | null {
   if (meta === undefined) return 'no_sender';
   if (normaliseEmail(meta.from.address) === normaliseEmail(ownAddress)) return 'own_address';
-  const autoSubmitted = headerText(mail, 'auto-submitted');
+  const autoSubmitted = mail.headers.get('auto-submitted');
   if (autoSubmitted !== undefined && autoSubmitted.trim().toLowerCase().split(/[;\s]/)[0] !== 'no') return 'auto_submitted';
-  const precedence = headerText(mail, 'precedence');
+  const precedence = mail.headers.get('precedence');
   if (precedence !== undefined && /^(bulk|list|junk)$/i.test(precedence.trim())) return 'precedence';
-  // mailparser folds List-* headers into one structured `list` header: ask the raw header lines.
-  if (mail.headerLines.some((line) => line.key === 'list-id' || line.key === 'list-unsubscribe' || line.key === 'list-post')) return 'list';
-  if (mail.headers.has('x-auto-response-suppress') && /\b(all|oof|autoreply)\b/i.test(headerText(mail, 'x-auto-response-suppress') ?? '')) return 'auto_submitted';
+  if (['list-id', 'list-unsubscribe', 'list-post'].some((name) => mail.headers.has(name))) return 'list';
+  if (/\b(all|oof|autoreply)\b/i.test(mail.headers.get('x-auto-response-suppress') ?? '')) return 'auto_submitted';
   const local = meta.from.address.slice(0, meta.from.address.lastIndexOf('@'));
   if (SYSTEM_SENDERS.test(local)) return 'mailer_daemon';
   return null;
@@ -91,7 +69,7 @@ export function skipReason(mail: ParsedMail, meta: InboundMeta | undefined, ownA
  * The bot's input: the plain-text part (mailparser derives it from HTML when there is none), without quoted
  * history ("> " lines, "On … wrote:" and "-----Original Message-----" blocks) and without the signature ("-- ").
  */
-export function inputText(mail: ParsedMail): string {
+export function inputText(mail: InboundMail): string {
   const text = mail.text ?? '';
   const kept: string[] = [];
   for (const line of text.replace(/\r\n?/g, '\n').split('\n')) {

@@ -30,6 +30,15 @@ export const AUDIT_VERIFY_JOB = 'verify';
 export const auditVerifySchema = z.strictObject({ runId: uuid, full: z.boolean() });
 export type AuditVerifyPayload = z.infer<typeof auditVerifySchema>;
 
+/** An audit job's payload: checked against the one schema its shape calls for, so a refusal names the field. */
+const auditJobSchema = z.unknown().transform((value, context): AuditEventPayload | AuditVerifyPayload => {
+  const schema = typeof value === 'object' && value !== null && 'runId' in value ? auditVerifySchema : auditEventSchema;
+  const result = schema.safeParse(value);
+  if (result.success) return result.data;
+  for (const issue of result.error.issues) context.addIssue({ code: 'custom', message: issue.message, path: issue.path });
+  return z.NEVER;
+});
+
 /** Which kind of audit job a decrypted payload is; the job name decides, and the payload must fit it. */
 export function auditJobOf(jobName: string, data: AuditEventPayload | AuditVerifyPayload): { kind: 'verify'; data: AuditVerifyPayload } | { kind: 'event'; data: AuditEventPayload } | undefined {
   if (jobName === AUDIT_VERIFY_JOB) return 'runId' in data ? { kind: 'verify', data } : undefined;
@@ -37,12 +46,13 @@ export function auditJobOf(jobName: string, data: AuditEventPayload | AuditVerif
 }
 
 export const jobSchemas = {
-  'bot-reply': z.object({ tenantId: uuid, conversationId: uuid, messageId: uuid }),
+  /** `botId`: the conversation's bot when the producer knows it, so the reply worker can tell whether its copy of the bot is current. */
+  'bot-reply': z.object({ tenantId: uuid, conversationId: uuid, messageId: uuid, botId: uuid.optional() }),
   embed: z.object({ tenantId: uuid, documentId: uuid }),
   'email-inbound': z.object({ tenantId: uuid, botId: uuid, uidValidity: z.number().int().nonnegative(), uid: z.number().int().positive() }),
   'email-outbound': z.object({ tenantId: uuid, conversationId: uuid, replyToMessageId: uuid, botMessageId: uuid }),
   'file-encrypt': z.object({ tenantId: uuid, fileId: uuid }),
-  audit: z.union([auditEventSchema, auditVerifySchema]),
+  audit: auditJobSchema,
 } satisfies Record<QueueName, z.ZodType>;
 
 export type JobData<Q extends QueueName> = z.infer<(typeof jobSchemas)[Q]>;

@@ -1,5 +1,4 @@
 import { mkdirSync } from 'node:fs';
-import { createServer } from 'node:net';
 import { dirname } from 'node:path';
 import { deflateSync } from 'node:zlib';
 import { expect } from 'chai';
@@ -9,20 +8,9 @@ import { apiTestConfig, createTestUser, loginTokens, postJson, startTestApi, typ
 import { launchBrowser, requireChromium } from '../helpers/browser.js';
 import { uniqueQueuePrefix } from '../helpers/config.js';
 import { createTestDatabase, type TestDatabase } from '../helpers/db.js';
+import { freePort } from '../helpers/process.js';
 import { elfExecutable, fileInfo, json } from '../helpers/files.js';
 
-/** A port free right now: the Socket.IO origin whitelist must name the page's origin before the server starts. */
-async function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = createServer();
-    server.once('error', reject);
-    server.listen(0, '127.0.0.1', () => {
-      const address = server.address();
-      const port = typeof address === 'object' && address !== null ? address.port : 0;
-      server.close(() => resolve(port));
-    });
-  });
-}
 
 const CRC_TABLE = Array.from({ length: 256 }, (_, n) => {
   let c = n;

@@ -1,4 +1,3 @@
-import { createServer } from 'node:net';
 import { expect } from 'chai';
 import type { Browser, BrowserContext, Page } from 'playwright-core';
 import { startWorkers, type RunningWorkers } from '../../workers/main.js';
@@ -6,20 +5,9 @@ import { apiTestConfig, createTestUser, loginTokens, postJson, startTestApi, typ
 import { launchBrowser, requireChromium } from '../helpers/browser.js';
 import { uniqueQueuePrefix } from '../helpers/config.js';
 import { createTestDatabase, type TestDatabase } from '../helpers/db.js';
+import { freePort } from '../helpers/process.js';
 import { startLlmServer, type LlmServer } from '../helpers/llm-server.js';
 
-/** A port free right now: the Socket.IO origin whitelist must name the page's origin before the server starts. */
-async function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = createServer();
-    server.once('error', reject);
-    server.listen(0, '127.0.0.1', () => {
-      const address = server.address();
-      const port = typeof address === 'object' && address !== null ? address.port : 0;
-      server.close(() => resolve(port));
-    });
-  });
-}
 
 async function waitFor<T>(probe: () => Promise<T | undefined>, what: string, timeoutMs = 15_000): Promise<T> {
   const deadline = Date.now() + timeoutMs;

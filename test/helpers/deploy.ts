@@ -26,6 +26,12 @@ export const SCHEMA_VARIABLES: ReadonlySet<string> = new Set(Object.keys(envSche
 export type Json = null | boolean | number | string | Json[] | { [key: string]: Json };
 export type JsonObject = { [key: string]: Json };
 
+/** A scalar as text (numbers and booleans as YAML wrote them); anything else as JSON, so that a mistake shows. */
+export function text(value: Json | undefined): string {
+  if (value === undefined || value === null) return '';
+  return typeof value === 'string' ? value : JSON.stringify(value);
+}
+
 export function isObject(value: unknown): value is JsonObject {
   return typeof value === 'object' && value !== null && !Array.isArray(value);
 }
@@ -119,7 +125,7 @@ const MODELS: Record<string, ModelClass> = {
 };
 
 export function kindOf(doc: JsonObject): string {
-  return `${String(doc.apiVersion)}/${String(doc.kind)}`;
+  return `${text(doc.apiVersion)}/${text(doc.kind)}`;
 }
 
 /** Validates one object against the Kubernetes JSON schema of its kind; throws with the schema's complaint. */

@@ -17,7 +17,7 @@ import type SMTPTransport from 'nodemailer/lib/smtp-transport/index.js';
 import { SMTPServer } from 'smtp-server';
 import type { Config } from '../../shared/config/index.js';
 import { createKernel, type Kernel } from '../../shared/kernel.js';
-import { startEmailWorker, type EmailWorkerOptions } from '../../workers/email.js';
+import { startEmailWorker, type EmailWorkerOptions } from '../../workers/email/index.js';
 import { REPO_ROOT } from './process.js';
 
 export const IMAP_PORT = Number(process.env.BOTSERVER_TEST_IMAP_PORT ?? 1143);
@@ -88,9 +88,19 @@ export interface RecordedMail {
   receivedAt: number;
 }
 
+/** A message whose final reply to DATA the peer holds back (see SmtpPeer.stallNext). */
+export interface StalledMail {
+  /** Resolves once the whole message arrived (it is recorded as delivered: the peer may already have passed it on). */
+  received: Promise<RecordedMail>;
+  /** Lets the held reply go (250), if the client is still there to read it. */
+  release(): void;
+}
+
 export interface SmtpPeer {
   port: number;
   messages: RecordedMail[];
+  /** Holds back the final reply to the next message's DATA, like a peer that stalls after taking the message. */
+  stallNext(): StalledMail;
   /** Resolves when at least `count` messages were received, or rejects after `timeoutMs`. */
   waitFor(count: number, timeoutMs?: number): Promise<RecordedMail[]>;
   stop(): Promise<void>;
@@ -103,6 +113,8 @@ export interface SmtpPeer {
 export async function startSmtpPeer(options: { relay?: boolean; credentials?: MailUser } = {}): Promise<SmtpPeer> {
   const messages: RecordedMail[] = [];
   const waiters: Array<() => void> = [];
+  let stall: { received: (mail: RecordedMail) => void; held: Promise<void> } | undefined;
+  const held: Array<() => void> = [];
   const server = new SMTPServer({
     authOptional: true,
     disabledCommands: ['STARTTLS'],
@@ -126,8 +138,15 @@ export async function startSmtpPeer(options: { relay?: boolean; credentials?: Ma
           try {
             const parsed = await simpleParser(raw);
             if (options.relay === true) for (const rcpt of to) await deliverRaw(from, rcpt, raw);
-            messages.push({ from, to, raw, parsed, receivedAt: performance.now() });
+            const recorded = { from, to, raw, parsed, receivedAt: performance.now() };
+            messages.push(recorded);
             for (const wake of waiters.splice(0)) wake();
+            const stalled = stall;
+            stall = undefined;
+            if (stalled !== undefined) {
+              stalled.received(recorded);
+              await stalled.held;
+            }
             callback();
           } catch (error) {
             callback(error instanceof Error ? error : new Error(String(error)));
@@ -141,6 +160,13 @@ export async function startSmtpPeer(options: { relay?: boolean; credentials?: Ma
   return {
     port,
     messages,
+    stallNext() {
+      let release = (): void => undefined;
+      const heldBack = new Promise<void>((resolve) => (release = resolve));
+      held.push(release);
+      const received = new Promise<RecordedMail>((resolve) => (stall = { received: resolve, held: heldBack }));
+      return { received, release };
+    },
     async waitFor(count, timeoutMs = 20_000) {
       const deadline = Date.now() + timeoutMs;
       while (messages.length < count) {
@@ -156,13 +182,18 @@ export async function startSmtpPeer(options: { relay?: boolean; credentials?: Ma
       }
       return messages;
     },
-    stop: () => new Promise<void>((resolve) => server.close(() => resolve())),
+    stop: () => {
+      for (const release of held.splice(0)) release();
+      return new Promise<void>((resolve) => server.close(() => resolve()));
+    },
   };
 }
 
 export interface MailboxMessage {
   uid: number;
   parsed: ParsedMail;
+  /** IMAP flags (read from the Sent folder only). */
+  flags?: Set<string>;
 }
 
 /** Every message in a user's INBOX, parsed. */
@@ -181,6 +212,33 @@ export async function readInbox(user: MailUser): Promise<MailboxMessage[]> {
       // An empty mailbox answers the 1:* fetch with an error on some servers.
       if (error instanceof Error && /Invalid messageset|No matching messages/i.test(error.message)) return [];
       throw error;
+    } finally {
+      lock.release();
+    }
+  } finally {
+    await client.logout().catch(() => undefined);
+  }
+}
+
+/**
+ * Every message in a user's Sent folder (the one marked \\Sent, or named Sent), parsed; none when there is no such
+ * folder yet.
+ */
+export async function readSent(user: MailUser): Promise<MailboxMessage[]> {
+  const client = new ImapFlow({ host: '127.0.0.1', port: IMAP_PORT, secure: false, auth: { user: user.address, pass: user.password }, logger: false });
+  await client.connect();
+  try {
+    const folders = await client.list();
+    const sent = folders.find((folder) => folder.specialUse === '\\Sent') ?? folders.find((folder) => folder.path.toLowerCase() === 'sent');
+    if (sent === undefined) return [];
+    const lock = await client.getMailboxLock(sent.path, { readOnly: true });
+    try {
+      if (client.mailbox === false || client.mailbox.exists === 0) return [];
+      const result: MailboxMessage[] = [];
+      for await (const message of client.fetch('1:*', { uid: true, source: true, flags: true })) {
+        if (message.source !== undefined) result.push({ uid: message.uid, parsed: await simpleParser(message.source), flags: message.flags ?? new Set() });
+      }
+      return result;
     } finally {
       lock.release();
     }

@@ -3,6 +3,7 @@ import { chmodSync, chownSync, existsSync, mkdtempSync, readdirSync, rmSync, wri
 import net from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { freePort } from './process.js';
 
 /**
  * A private Redis and a private PostgreSQL, each in a temp dir on a free loopback port, that a test may crash
@@ -19,16 +20,6 @@ export interface PrivateService {
   destroy(): Promise<void>;
 }
 
-export async function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = net.createServer();
-    server.once('error', reject);
-    server.listen(0, '127.0.0.1', () => {
-      const address = server.address();
-      server.close(() => (typeof address === 'object' && address !== null ? resolve(address.port) : reject(new Error('no port'))));
-    });
-  });
-}
 
 async function waitForPort(port: number, timeoutMs = 20_000): Promise<void> {
   const deadline = Date.now() + timeoutMs;
@@ -109,8 +100,11 @@ function asPostgres(command: string, args: string[]): [string, string[]] {
   return process.getuid?.() === 0 ? ['runuser', ['-u', 'postgres', '--', command, ...args]] : [command, args];
 }
 
-/** PostgreSQL with trust auth on loopback only, its socket in its own dir; `url` names the database `botserver`. */
-export async function startPrivatePostgres(): Promise<PrivateService> {
+/**
+ * PostgreSQL with trust auth on loopback only, its socket in its own dir; `url` names the database `botserver`.
+ * `settings`: more server settings (`-c name=value`), such as a preloaded extension for a benchmark.
+ */
+export async function startPrivatePostgres(settings: Record<string, string> = {}): Promise<PrivateService> {
   const dir = mkdtempSync(join(tmpdir(), 'botserver-pg-'));
   chmodSync(dir, 0o700);
   if (process.getuid?.() === 0) {
@@ -125,6 +119,7 @@ export async function startPrivatePostgres(): Promise<PrivateService> {
   const port = await freePort();
   const [command, args] = asPostgres(postgresBin('postgres'), [
     '-D', data, '-p', String(port), '-c', 'listen_addresses=127.0.0.1', '-c', `unix_socket_directories=${dir}`, '-c', 'fsync=on', '-c', 'max_connections=200',
+    ...Object.entries(settings).flatMap(([name, value]) => ['-c', `${name}=${value}`]),
   ]);
   const postgres = service(
     port,

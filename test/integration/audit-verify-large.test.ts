@@ -8,84 +8,22 @@
  * can exceed any fixed bound. What is asserted is structural: the walk happens in the worker process (its log
  * line, and no audit worker in this process), in pages, and the job ends `done` with every row checked.
  */
-import { createHash, createHmac } from 'node:crypto';
 import { monitorEventLoopDelay, performance } from 'node:perf_hooks';
 import { expect } from 'chai';
 import { Redis } from 'ioredis';
-import { canonicalContent } from '../../shared/audit/chain.js';
-import { chainHash, GENESIS_HASH } from '../../shared/audit/index.js';
 import type { Config } from '../../shared/config/index.js';
 import { Keys } from '../../shared/keys.js';
-import type { AuditEventPayload } from '../../shared/queue/index.js';
 import { percentile } from '../../scripts/bench/stats.js';
 import { createTestUser, loginTokens, startTestApi, type TestApi } from '../helpers/api.js';
+import { insertBulkChain } from '../helpers/audit-chain.js';
 import { testConfig } from '../helpers/config.js';
 import { createTestDatabase, type TestDatabase } from '../helpers/db.js';
 import { cleanupProcesses, sharedSettingsEnv, startCli, waitFor, type RunningCli } from '../helpers/process.js';
 import { emptyRedisDb } from '../helpers/redis.js';
 
 const ROWS = 1_000_000;
-const BATCH = 100_000;
-const BASE_SECONDS = Date.UTC(2030, 0, 1) / 1000;
-const SEED = 'large-chain:';
 const LAG_RESOLUTION_MS = 10;
 const REDIS_SERVER = new URL(process.env.REDIS_URL ?? 'redis://127.0.0.1:6379');
-
-/** The event of row `n` (1-based), exactly as PostgreSQL generates it below. */
-function rowEvent(n: number): AuditEventPayload {
-  const hex = createHash('md5').update(`${SEED}${n}`).digest('hex');
-  return {
-    eventId: `${hex.slice(0, 8)}-${hex.slice(8, 12)}-${hex.slice(12, 16)}-${hex.slice(16, 20)}-${hex.slice(20)}`,
-    time: new Date((BASE_SECONDS + n) * 1000).toISOString(),
-    tenantId: null,
-    actor: null,
-    type: 'api.call',
-    target: null,
-    outcome: 'success',
-    ip: null,
-    requestId: null,
-    details: {},
-  };
-}
-
-/**
- * `canonicalContent(rowEvent(n))` written out for these rows (no identities, empty details), a few times faster
- * than the general function; checked against it for the first rows.
- */
-function rowContent(event: AuditEventPayload): string {
-  return `{"actor":null,"details":{},"eventId":"${event.eventId}","ip":null,"outcome":"success","requestId":null,"target":null,"tenantId":null,"time":"${event.time}","type":"api.call"}`;
-}
-
-/** Inserts the chain: hashes computed here in order, the rows made by PostgreSQL from them, one batch per statement. */
-async function insertChain(database: TestDatabase, keys: Keys): Promise<void> {
-  const db = database.ownerDb;
-  // A throwaway database: the secondary indexes (type, actor, time) only slow the load; verification uses the key.
-  await db.raw('DROP INDEX audit_events_type_idx, audit_events_actor_idx, audit_events_time_idx, audit_events_erased_subject_idx');
-  const set = keys.auditKeys.current;
-  for (let n = 1; n <= 3; n += 1) expect(rowContent(rowEvent(n))).to.equal(canonicalContent(set.pseudonymKey, rowEvent(n)));
-  let previous = GENESIS_HASH;
-  expect(createHmac('sha256', set.chainKey).update(`${previous}\n${rowContent(rowEvent(1))}`).digest('hex')).to.equal(chainHash(set, previous, rowEvent(1)));
-  for (let start = 1; start <= ROWS; start += BATCH) {
-    const hashes: string[] = [];
-    const first = previous;
-    for (let n = start; n < start + BATCH && n <= ROWS; n += 1) {
-      previous = createHmac('sha256', set.chainKey).update(`${previous}\n${rowContent(rowEvent(n))}`).digest('hex');
-      hashes.push(previous);
-    }
-    await db.transaction(async (trx) => {
-      await trx.raw('SET LOCAL synchronous_commit = off');
-      await trx.raw(
-        `INSERT INTO audit_events (event_id, time, type, outcome, details, prev_hash, hash, key_id)
-         SELECT md5(? || (? + t.n - 1))::uuid, to_timestamp(? + (? + t.n - 1)), 'api.call', 'success', '{}'::jsonb,
-                coalesce(lag(t.h) OVER (ORDER BY t.n), ?), t.h, ?
-         FROM unnest(?::text[]) WITH ORDINALITY AS t(h, n)
-         ORDER BY t.n`,
-        [SEED, start, BASE_SECONDS, start, first, set.kid, hashes],
-      );
-    });
-  }
-  await db.raw('ANALYZE audit_events');
-}
 
 interface Sample {
   latencies: number[];
@@ -136,7 +74,7 @@ describe('audit: verifying a 1,000,000-row chain as a job, beside a working API'
     const keys = new Keys(config.secrets);
     const started = performance.now();
     try {
-      await insertChain(database, keys);
+      await insertBulkChain(database.ownerDb, keys.auditKeys.current, ROWS);
     } finally {
       keys.zeroize();
     }

@@ -9,7 +9,7 @@ import { expect } from 'chai';
 import type { Knex } from 'knex';
 import { createKernel, type Kernel } from '../../shared/kernel.js';
 import type { Resolver } from '../../shared/net/egress.js';
-import { startEmailWorker } from '../../workers/email.js';
+import { startEmailWorker } from '../../workers/email/index.js';
 import type { RunningWorkers } from '../../workers/main.js';
 import { apiTestConfig, startTestApi, startTestAuditWorker, type TestApi } from '../helpers/api.js';
 import { restJson, signedInUser, signOutAll, type SignedInUser } from '../helpers/chat.js';

@@ -7,6 +7,7 @@ import { expect } from 'chai';
 import { Redis } from 'ioredis';
 import { generate } from 'otplib';
 import type { Config } from '../../shared/config/index.js';
+import { hmacHex } from '../../shared/crypto/index.js';
 import { deriveKey } from '../../shared/keys.js';
 import type { RunningWorkers } from '../../workers/main.js';
 import { createTestUser, postJson, startTestApi, startTestAuditWorker, type TestApi, type TestUser } from '../helpers/api.js';
@@ -150,6 +151,15 @@ describe('keys: rotating BOTSERVER_JWT_SECRET as documented', function () {
       expect(again.status).to.equal(401);
       // The new login's refresh token works under the new key.
       expect((await postJson(`${current.url}/auth/refresh`, { refreshToken: String(login.body.refreshToken) })).status).to.equal(200);
+    });
+
+    it('a recovery code stored before key ids (a bare HMAC under the secret of then) still works, once', async () => {
+      const legacyCode = 'abcd-ef01-2345-6789';
+      const legacy = hmacHex(Buffer.from(oldSecret, 'hex'), `recovery\0${enrolled.id}\0${legacyCode}`);
+      await database.ownerDb('users').where({ id: enrolled.id }).update({ mfa_recovery_codes: database.ownerDb.raw('mfa_recovery_codes || ?::jsonb', [JSON.stringify([legacy])]) });
+      const login = await postJson(`${current.url}/auth/login`, { email: enrolled.email, password: enrolled.password, totp: legacyCode.toUpperCase() });
+      expect(login.status, JSON.stringify(login.body)).to.equal(200);
+      expect((await postJson(`${current.url}/auth/login`, { email: enrolled.email, password: enrolled.password, totp: legacyCode })).status).to.equal(401);
     });
 
     it('audit verify passes over rows of both keys (CLI exit 0, and the verify job)', async () => {

@@ -23,7 +23,7 @@ import { startTcpProxy, type TcpProxy } from '../helpers/tcp-proxy.js';
  */
 
 const USERS = 200;
-const MESSAGES_PER_USER = 4;
+const MESSAGES_PER_USER = 3;
 const TOTAL = USERS * MESSAGES_PER_USER;
 /** Kill when this share of all replies has arrived. */
 const KILL_AT = 0.4;
@@ -123,7 +123,7 @@ describe('scale-out: 2 API processes, 2 processes per worker family, 200 users, 
     const guests = await Promise.all(Array.from({ length: USERS }, () => restOk('POST', `${proxy.url}/api/bots/${botId}/guest-token`, 200, { body: {} })));
     runs.push(
       ...(await Promise.all(
-        guests.map(async (guest) => ({ client: await connectReconnectingClient(proxy.url, String(guest.token), String(guest.conversationId)), sent: [], answers: [] }) as UserRun),
+        guests.map(async (guest): Promise<UserRun> => ({ client: await connectReconnectingClient(proxy.url, String(guest.token), String(guest.conversationId)), sent: [], answers: [] })),
       )),
     );
 
@@ -180,6 +180,11 @@ describe('scale-out: 2 API processes, 2 processes per worker family, 200 users, 
     expect(reconnected.length, 'clients of the killed API').to.be.greaterThan(0);
     for (const run of reconnected) expect(run.client.joins, 'a reconnected client re-joined').to.be.greaterThan(1);
     expect(await queue?.getFailedCount()).to.equal(0);
+    // The killed worker had jobs in flight: BullMQ found them stalled and another worker ran them (their replies are above).
+    const completed = (await queue?.getJobs(['completed'], 0, -1)) ?? [];
+    expect(completed).to.have.length(TOTAL);
+    const recovered = completed.filter((job) => job.stalledCounter > 0).length;
+    expect(recovered, 'jobs recovered from the killed reply worker').to.be.greaterThan(0);
     // The survivors are all still up.
     for (const process of [...apis, ...workers].filter((candidate) => candidate !== apiA && candidate !== replyWorker)) {
       expect(process.cli.child.pid !== undefined && isAlive(process.cli.child.pid), `${process.name} alive\n${process.cli.stderr}`).to.equal(true);
@@ -202,7 +207,7 @@ describe('scale-out: 2 API processes, 2 processes per worker family, 200 users, 
 
     process.stderr.write(
       `      (${TOTAL} messages from ${USERS} users in ${(wallMs / 1000).toFixed(1)} s, ${Math.round(TOTAL / (wallMs / 1000))} replies/s; ` +
-        `killed API A and reply worker 1 after ${killedAt ?? '?'} replies (${((killTime - started) / 1000).toFixed(1)} s); ${reconnected.length} clients reconnected)\n`,
+        `killed API A and reply worker 1 after ${killedAt ?? '?'} replies (${((killTime - started) / 1000).toFixed(1)} s); ${reconnected.length} clients reconnected, ${recovered} stalled jobs recovered)\n`,
     );
   });
 });

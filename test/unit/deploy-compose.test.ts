@@ -2,7 +2,7 @@ import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { expect } from 'chai';
 import { loadConfig, workerFamilies } from '../../shared/config/index.js';
-import { DEPLOY_DIR, REPO_ROOT, SCHEMA_VARIABLES, at, interpolateAll, isObject, keygenValues, readYamlDocuments, type Json, type JsonObject } from '../helpers/deploy.js';
+import { DEPLOY_DIR, REPO_ROOT, SCHEMA_VARIABLES, at, interpolateAll, isObject, keygenValues, readYamlDocuments, text, type Json, type JsonObject } from '../helpers/deploy.js';
 
 /**
  * deploy/compose.yaml read as data (no container engine runs here): the services the issue asks for, Redis as
@@ -28,7 +28,7 @@ const commandOf = (service: JsonObject): Json | undefined => service.command;
 function environmentOf(service: JsonObject): Record<string, string> {
   const environment = service.environment;
   if (!isObject(environment)) throw new Error('environment must be a map');
-  return Object.fromEntries(Object.entries(environment).map(([name, value]) => [name, value === null ? '' : String(value)]));
+  return Object.fromEntries(Object.entries(environment).map(([name, value]) => [name, text(value)]));
 }
 
 describe('deploy/compose.yaml', () => {
@@ -86,7 +86,7 @@ describe('deploy/compose.yaml', () => {
     expect(services.qdrant?.image).to.match(/^qdrant\/qdrant:v\d/);
     expect(services.minio?.image).to.match(/^minio\/minio:RELEASE\./);
     expect(services.zitadel?.image).to.match(/^ghcr\.io\/zitadel\/zitadel:v\d/);
-    for (const [name, service] of Object.entries(services)) expect(String(service.image), name).to.not.match(/:latest$|^[^:]+$/);
+    for (const [name, service] of Object.entries(services)) expect(text(service.image), name).to.not.match(/:latest$|^[^:]+$/);
   });
 
   it('hardens every botserver container: read-only root, /tmp on tmpfs, no capabilities, no privilege escalation, exec-form commands', () => {
@@ -136,7 +136,7 @@ describe('deploy/compose.yaml', () => {
       if (!isObject(environment)) continue;
       for (const [variable, value] of Object.entries(environment)) {
         if (!secretish.test(variable) || value === null || value === '') continue;
-        expect(String(value), `${name}: ${variable}`).to.match(/^\$\{[A-Z0-9_]+(:[?-][^}]*)?\}$/);
+        expect(text(value), `${name}: ${variable}`).to.match(/^\$\{[A-Z0-9_]+(:[?-][^}]*)?\}$/);
       }
     }
   });

@@ -1,7 +1,7 @@
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { expect } from 'chai';
-import { Copy, DockerfileParser, Env, From, type Instruction } from 'dockerfile-ast';
+import { Copy, DockerfileParser, Env, type Instruction } from 'dockerfile-ast';
 import { REPO_ROOT, SCHEMA_VARIABLES } from '../helpers/deploy.js';
 
 /**

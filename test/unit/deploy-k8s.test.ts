@@ -4,7 +4,7 @@ import { expect } from 'chai';
 import { parse } from 'yaml';
 import { loadConfig, workerFamilies } from '../../shared/config/index.js';
 import { ENV_FILE_NAMES } from '../../scripts/commands/keygen.js';
-import { REPO_ROOT, SCHEMA_VARIABLES, at, isObject, k8sManifests, keygenValues, kindOf, objects, validateManifest, type Json, type JsonObject, type Manifest } from '../helpers/deploy.js';
+import { REPO_ROOT, SCHEMA_VARIABLES, at, isObject, k8sManifests, keygenValues, kindOf, objects, text, validateManifest, type Json, type JsonObject, type Manifest } from '../helpers/deploy.js';
 
 /**
  * deploy/k8s read as data (no cluster here): every object valid against the Kubernetes schemas (kubernetes-models);
@@ -19,10 +19,10 @@ const manifests = k8sManifests();
 const ofKind = (kind: string): Manifest[] => manifests.filter(({ doc }) => doc.kind === kind);
 const named = (kind: string, name: string): JsonObject | undefined => ofKind(kind).find(({ doc }) => at(doc, 'metadata', 'name') === name)?.doc;
 /** Deployments and Jobs: everything that runs a pod. */
-const workloads = manifests.filter(({ doc }) => ['Deployment', 'Job'].includes(String(doc.kind)));
+const workloads = manifests.filter(({ doc }) => ['Deployment', 'Job'].includes(text(doc.kind)));
 const podSpecOf = (doc: JsonObject): JsonObject => at(doc, 'spec', 'template', 'spec') as JsonObject;
 const containersOf = (doc: JsonObject): JsonObject[] => [...objects(at(podSpecOf(doc), 'initContainers')), ...objects(at(podSpecOf(doc), 'containers'))];
-const nameOf = (doc: JsonObject): string => String(at(doc, 'metadata', 'name'));
+const nameOf = (doc: JsonObject): string => text(at(doc, 'metadata', 'name'));
 const labelsOf = (doc: JsonObject): JsonObject => (at(doc, 'spec', 'template', 'metadata', 'labels') ?? {}) as JsonObject;
 
 /** What the README tells the operator to put into the Secret botserver-connections, with example values. */
@@ -49,13 +49,13 @@ function environmentOf(container: JsonObject): Record<string, string> {
     Object.assign(env, configMap);
   }
   for (const entry of objects(container.env)) {
-    const name = String(entry.name);
+    const name = text(entry.name);
     if (typeof entry.value === 'string') env[name] = entry.value;
     const ref = at(entry, 'valueFrom', 'secretKeyRef');
     if (isObject(ref)) {
-      const value = SECRETS[String(ref.name)]?.get(String(ref.key));
+      const value = SECRETS[text(ref.name)]?.get(text(ref.key));
       if (value !== undefined) env[name] = value;
-      else if (ref.optional !== true) throw new Error(`${name}: Secret ${String(ref.name)} has no key ${String(ref.key)}`);
+      else if (ref.optional !== true) throw new Error(`${name}: Secret ${text(ref.name)} has no key ${text(ref.key)}`);
     }
   }
   return env;
@@ -68,7 +68,7 @@ describe('deploy/k8s', () => {
       try {
         validateManifest(doc);
       } catch (error) {
-        throw new Error(`${file}: ${kindOf(doc)} ${nameOf(doc)}: ${(error as Error).message}`);
+        throw new Error(`${file}: ${kindOf(doc)} ${nameOf(doc)}: ${(error as Error).message}`, { cause: error });
       }
     }
   });
@@ -85,12 +85,12 @@ describe('deploy/k8s', () => {
       expect(pod.automountServiceAccountToken, `${where}: no service-account token`).to.equal(false);
       for (const container of containersOf(doc)) {
         const context = container.securityContext as JsonObject;
-        const label = `${where}/${String(container.name)}`;
+        const label = `${where}/${text(container.name)}`;
         expect(context, label).to.deep.include({ runAsNonRoot: true, runAsUser: 1000, allowPrivilegeEscalation: false, readOnlyRootFilesystem: true });
         expect(context.privileged ?? false, label).to.equal(false);
         expect(at(context, 'capabilities'), label).to.deep.equal({ drop: ['ALL'] });
         expect(at(context, 'seccompProfile'), label).to.deep.equal({ type: 'RuntimeDefault' });
-        expect(String(container.image), label).to.match(/^[^:]+:(?!latest$)[\w.-]+$/);
+        expect(text(container.image), label).to.match(/^[^:]+:(?!latest$)[\w.-]+$/);
         const tmp = objects(container.volumeMounts).find((mount) => mount.mountPath === '/tmp');
         expect(tmp, `${label}: a writable /tmp beside the read-only root`).to.not.equal(undefined);
       }
@@ -124,12 +124,12 @@ describe('deploy/k8s', () => {
     for (const { doc } of workloads) {
       for (const container of containersOf(doc)) {
         for (const entry of objects(container.env)) {
-          const name = String(entry.name);
+          const name = text(entry.name);
           expect(SCHEMA_VARIABLES.has(name), `${nameOf(doc)}: ${name}`).to.equal(true);
           expect(entry.value, `${nameOf(doc)}: ${name} comes from a Secret`).to.equal(undefined);
           const ref = at(entry, 'valueFrom', 'secretKeyRef') as JsonObject;
           expect(ref.key, `${nameOf(doc)}: ${name}`).to.equal(name);
-          expect(Object.keys(SECRETS), `${nameOf(doc)}: ${name}`).to.include(String(ref.name));
+          expect(Object.keys(SECRETS), `${nameOf(doc)}: ${name}`).to.include(text(ref.name));
         }
       }
     }
@@ -141,13 +141,13 @@ describe('deploy/k8s', () => {
       for (const container of containersOf(doc)) {
         for (const entry of objects(container.env)) {
           const ref = at(entry, 'valueFrom', 'secretKeyRef') as JsonObject;
-          const keys = referenced.get(String(ref.name)) ?? new Set<string>();
-          keys.add(String(ref.key));
-          referenced.set(String(ref.name), keys);
+          const keys = referenced.get(text(ref.name)) ?? new Set<string>();
+          keys.add(text(ref.key));
+          referenced.set(text(ref.name), keys);
         }
       }
     }
-    for (const key of referenced.get('botserver-keys') ?? []) expect(ENV_FILE_NAMES as readonly string[], key).to.include(key);
+    for (const key of referenced.get('botserver-keys') ?? []) expect(ENV_FILE_NAMES, key).to.include(key);
     for (const key of referenced.get('botserver-connections') ?? []) expect(DEPLOY_SECTION, `README names ${key} for botserver-connections`).to.include(`--from-literal=${key}=`);
     expect(DEPLOY_SECTION).to.include('create secret generic botserver-keys --from-env-file=');
   });
@@ -199,10 +199,10 @@ describe('deploy/k8s', () => {
     const metric = at(reply, 'spec', 'metrics', 0, 'external', 'metric') as JsonObject;
     expect(at(metric, 'selector', 'matchLabels')).to.deep.equal({ queue: 'bot-reply' });
 
-    const adapterConfig = parse(String(at(named('ConfigMap', 'adapter-config'), 'data', 'config.yaml'))) as JsonObject;
+    const adapterConfig = parse(text(at(named('ConfigMap', 'adapter-config'), 'data', 'config.yaml'))) as JsonObject;
     const rule = objects(adapterConfig.externalRules).find((candidate) => at(candidate, 'name', 'as') === metric.name);
-    expect(rule, `a rule that serves ${String(metric.name)}`).to.not.equal(undefined);
-    expect(String(rule?.seriesQuery)).to.match(/^botserver_queue_jobs\{.*state="waiting"/);
+    expect(rule, `a rule that serves ${text(metric.name)}`).to.not.equal(undefined);
+    expect(text(rule?.seriesQuery)).to.match(/^botserver_queue_jobs\{.*state="waiting"/);
     // The gauge the rule reads is the one the API exports.
     expect(readFileSync(join(REPO_ROOT, 'api', 'http', 'metrics.ts'), 'utf8')).to.match(/name: 'botserver_queue_jobs'[\s\S]{0,200}labelNames: \['queue', 'state'\]/);
   });
@@ -233,7 +233,7 @@ describe('deploy/k8s', () => {
         expect(objects(rule.ports).length, `${nameOf(policy)}: every egress rule names its ports`).to.be.greaterThan(0);
         for (const peer of objects(rule.to)) {
           if (peer.ipBlock === undefined) continue;
-          const component = String(at(policy, 'spec', 'podSelector', 'matchLabels', 'app.kubernetes.io/component'));
+          const component = text(at(policy, 'spec', 'podSelector', 'matchLabels', 'app.kubernetes.io/component'));
           expect(Object.keys(publicPorts), `${nameOf(policy)}: public egress`).to.include(component);
           expect(objects(rule.ports).map((port) => port.port), nameOf(policy)).to.have.members(publicPorts[component] ?? []);
           expect(at(peer, 'ipBlock', 'except'), nameOf(policy)).to.include.members(['10.0.0.0/8', '172.16.0.0/12', '192.168.0.0/16', '169.254.0.0/16']);

@@ -1,11 +1,12 @@
 import { expect } from 'chai';
-import { simpleParser } from 'mailparser';
+import { parseMail } from '../../adapters/mail/parse.js';
+import type { InboundMail } from '../../shared/email/mail.js';
 import { extractMeta, inputText, normaliseSubject, replySubject, singleLine, skipReason } from '../../shared/email/message.js';
 import { normaliseMessageId } from '../../shared/email/channel.js';
 
-async function parse(headers: string[], body = 'Hello bot'): Promise<{ mail: Awaited<ReturnType<typeof simpleParser>>; source: Buffer }> {
+async function parse(headers: string[], body = 'Hello bot'): Promise<{ mail: InboundMail; source: Buffer }> {
   const source = Buffer.from([...headers, 'Content-Type: text/plain; charset=utf-8', '', body, ''].join('\r\n'));
-  return { mail: await simpleParser(source), source };
+  return { mail: await parseMail(source), source };
 }
 
 describe('e-mail message rules (loop safety, threading, input text)', () => {
@@ -43,7 +44,7 @@ describe('e-mail message rules (loop safety, threading, input text)', () => {
     expect(inputText(mail)).to.equal('Thanks!');
     const signed = await parse(base, 'Question here\n> quoted\n-- \nAlice\nPhone');
     expect(inputText(signed.mail)).to.equal('Question here');
-    const html = await simpleParser(Buffer.from([...base, 'Content-Type: text/html; charset=utf-8', '', '<p>Hello <b>bot</b></p><script>alert(1)</script>', ''].join('\r\n')));
+    const html = await parseMail(Buffer.from([...base, 'Content-Type: text/html; charset=utf-8', '', '<p>Hello <b>bot</b></p><script>alert(1)</script>', ''].join('\r\n')));
     expect(inputText(html)).to.include('Hello bot').and.not.include('<b>');
   });
 

@@ -11,6 +11,7 @@ import * as filesPipeline from './010_files_pipeline.js';
 import * as knowledgePipeline from './011_knowledge_pipeline.js';
 import * as consoleHandoff from './012_console_handoff.js';
 import * as auditKeysAndVerification from './013_audit_keys_and_verification.js';
+import * as emailQuarantine from './014_email_quarantine.js';
 
 export interface NamedMigration {
   name: string;
@@ -32,4 +33,5 @@ export const migrations: readonly NamedMigration[] = [
   { name: '011_knowledge_pipeline', up: knowledgePipeline.up, down: knowledgePipeline.down },
   { name: '012_console_handoff', up: consoleHandoff.up, down: consoleHandoff.down },
   { name: '013_audit_keys_and_verification', up: auditKeysAndVerification.up, down: auditKeysAndVerification.down },
+  { name: '014_email_quarantine', up: emailQuarantine.up, down: emailQuarantine.down },
 ];

@@ -1,45 +1,39 @@
 import { createHash } from 'node:crypto';
 import nodemailer, { type Transporter } from 'nodemailer';
+import MailComposer from 'nodemailer/lib/mail-composer/index.js';
 import type SMTPPool from 'nodemailer/lib/smtp-pool/index.js';
 import type SMTPTransport from 'nodemailer/lib/smtp-transport/index.js';
 import type { EmailEndpoint } from '../../shared/email/channel.js';
 import { EgressResolveError, type CheckedDestination, type EgressPolicy } from '../../shared/net/egress.js';
-import { classifyConnectionError, EmailConnectionError } from '../imap/errors.js';
-
-export interface TransportOptions {
-  /** Milliseconds for connecting, greeting and each command (the connection test uses short ones). */
-  timeoutMs?: number;
-}
+import { classifyConnectionError, EmailConnectionError } from './errors.js';
 
 /** The SMTP server of an endpoint as the egress policy allows it (throws EgressDeniedError or EgressResolveError). */
 export function smtpDestination(egress: EgressPolicy, endpoint: EmailEndpoint, field = 'email.smtp'): Promise<CheckedDestination> {
   return egress.check({ host: endpoint.host, port: endpoint.port, protocol: 'smtp', field });
 }
 
-/**
- * TLS settings for a checked destination: the certificate is always verified, against the host name the endpoint
- * names (also sent as SNI) while the socket goes to the checked address.
- */
-function tlsFor(destination: CheckedDestination): { rejectUnauthorized: true; servername?: string } {
-  return destination.servername === undefined ? { rejectUnauthorized: true } : { rejectUnauthorized: true, servername: destination.servername };
-}
+/** Connections of one bot's pool and messages per connection before it is replaced. */
+export const POOL_LIMITS = { maxConnections: 5, maxMessages: 500 } as const;
 
-export function smtpTransport(endpoint: EmailEndpoint, destination: CheckedDestination, options: TransportOptions = {}): Transporter<SMTPTransport.SentMessageInfo> {
-  const timeout = options.timeoutMs ?? 30_000;
-  const settings: SMTPTransport.Options = {
+/**
+ * The one place SMTP transport options are built. The socket goes to the checked address; the certificate is
+ * always verified, against the host name the endpoint names (also sent as SNI). A plain (non-TLS) server is used
+ * as-is only when `secure` is false (STARTTLS when it offers it). `timeoutMs` bounds connecting, the greeting and,
+ * doubled, each command.
+ */
+function transportOptions(endpoint: EmailEndpoint, destination: CheckedDestination, timeoutMs: number): SMTPTransport.Options {
+  return {
     host: destination.address,
     port: destination.port,
     secure: endpoint.secure,
     auth: { user: endpoint.user, pass: endpoint.pass },
-    connectionTimeout: timeout,
-    greetingTimeout: timeout,
-    socketTimeout: timeout * 2,
-    // A plain (non-TLS) server is used as-is only when `secure` is false (STARTTLS when it offers it).
-    tls: tlsFor(destination),
+    connectionTimeout: timeoutMs,
+    greetingTimeout: timeoutMs,
+    socketTimeout: timeoutMs * 2,
+    tls: destination.servername === undefined ? { rejectUnauthorized: true } : { rejectUnauthorized: true, servername: destination.servername },
     logger: false,
     debug: false,
   };
-  return nodemailer.createTransport(settings);
 }
 
 /**
@@ -54,7 +48,7 @@ export async function verifySmtp(endpoint: EmailEndpoint, egress: EgressPolicy, 
     if (error instanceof EgressResolveError) throw new EmailConnectionError('smtp', 'unreachable', error);
     throw error;
   }
-  const transport = smtpTransport(endpoint, destination, { timeoutMs });
+  const transport = nodemailer.createTransport(transportOptions(endpoint, destination, timeoutMs));
   try {
     await transport.verify();
   } catch (error) {
@@ -69,18 +63,25 @@ export interface OutgoingReply {
   to: { name: string; address: string };
   subject: string;
   text: string;
+  /** With angle brackets. */
   messageId: string;
   inReplyTo: string;
   references: string[];
 }
 
+/** A composed message: the exact bytes that go out by SMTP and into the Sent folder. */
+export interface ComposedReply {
+  raw: Buffer;
+  envelope: { from: string; to: string[] };
+}
+
 /**
- * Sends one reply. Every header is a structured nodemailer option (address objects, `messageId`, `inReplyTo`,
- * `references` array), so nodemailer encodes the values; nothing from the incoming mail is concatenated into a
- * header line. Resolves once the SMTP server accepted the message.
+ * Builds the reply's MIME message. Every header is a structured nodemailer option (address objects, `messageId`,
+ * `inReplyTo`, `references` array), so nodemailer encodes the values; nothing from the incoming mail is
+ * concatenated into a header line.
  */
-export async function sendReply<T>(transport: Transporter<T>, reply: OutgoingReply): Promise<T> {
-  return transport.sendMail({
+export async function composeReply(reply: OutgoingReply): Promise<ComposedReply> {
+  const node = new MailComposer({
     from: reply.from,
     to: reply.to,
     subject: reply.subject,
@@ -89,10 +90,21 @@ export async function sendReply<T>(transport: Transporter<T>, reply: OutgoingRep
     inReplyTo: reply.inReplyTo,
     references: reply.references,
     headers: { 'Auto-Submitted': 'auto-replied' },
-    envelope: { from: reply.from.address, to: [reply.to.address] },
     disableFileAccess: true,
     disableUrlAccess: true,
-  });
+  }).compile();
+  return { raw: await node.build(), envelope: { from: reply.from.address, to: [reply.to.address] } };
+}
+
+/** Sends a composed message; resolves once the SMTP server accepted it (its final reply to DATA). */
+export async function sendComposed(transport: Transporter<SMTPPool.SentMessageInfo>, message: ComposedReply): Promise<void> {
+  await transport.sendMail({ envelope: message.envelope, raw: message.raw, disableFileAccess: true, disableUrlAccess: true });
+}
+
+/** Whether the SMTP server refused the message for good (a 5xx reply): sending it again would be refused again. */
+export function permanentlyRefused(error: unknown): boolean {
+  const { responseCode } = error as { responseCode?: unknown };
+  return typeof responseCode === 'number' && responseCode >= 500 && responseCode < 600;
 }
 
 /** How long a pool keeps the address its destination was checked at before the policy is asked again. */
@@ -126,21 +138,7 @@ export class SmtpPools {
       return existing.transport;
     }
     existing?.transport.close();
-    const settings: SMTPPool.Options = {
-      pool: true,
-      maxConnections: 5,
-      maxMessages: 500,
-      host: destination.address,
-      port: destination.port,
-      secure: endpoint.secure,
-      auth: { user: endpoint.user, pass: endpoint.pass },
-      connectionTimeout: 30_000,
-      greetingTimeout: 30_000,
-      socketTimeout: 60_000,
-      tls: tlsFor(destination),
-      logger: false,
-      debug: false,
-    };
+    const settings: SMTPPool.Options = { ...transportOptions(endpoint, destination, 30_000), pool: true, ...POOL_LIMITS };
     const transport = nodemailer.createTransport(settings);
     this.pools.set(botId, { fingerprint, address: destination.address, checkedAt: Date.now(), transport });
     return transport;

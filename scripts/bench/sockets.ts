@@ -1,0 +1,222 @@
+import { spawn, type ChildProcess } from 'node:child_process';
+import { availableParallelism } from 'node:os';
+import { fileURLToPath } from 'node:url';
+import { Redis } from 'ioredis';
+import { SessionStore } from '../../api/auth/sessions.js';
+import { TokenService } from '../../api/auth/tokens.js';
+import { generateJwtPrivateKeyPem } from '../../shared/config/index.js';
+import { Keys } from '../../shared/keys.js';
+import { createTestUser } from '../../test/helpers/api.js';
+import { randomHexKey, testConfig } from '../../test/helpers/config.js';
+import { createTestDatabase, type TestDatabase } from '../../test/helpers/db.js';
+import { CLI_PATH, cleanupProcesses, freePort, makeTempDir, startCli, startPrivateRedis, waitForHttpOk, type EnvOverrides, type PrivateRedis } from '../../test/helpers/process.js';
+import { rssBytes } from './processStats.js';
+import { round1, table } from './stats.js';
+
+/**
+ * Sockets benchmark: what an idle authenticated socket costs the API process, beside a bare Socket.IO server with
+ * the Redis adapter measured in the same run. For each count N, a fresh `botserver api` (private Redis, throwaway
+ * database) and a fresh bare server each get N sockets from a client process of their own; each socket has a
+ * session of its own (ours: an access token of a live session, joined to a conversation of its user; bare: any
+ * token, joined to a room). Per socket = (RSS with N sockets, settled − RSS after a warm-up) ÷ N.
+ */
+
+const DEFAULT_COUNTS = [2000, 10_000];
+const WARM_UP_SOCKETS = 100;
+const SETTLE_MS = 5000;
+/** The socket event budget's window (api/socket/handlers.ts). */
+const WINDOW_MS = 10_000;
+const CLIENTS_SCRIPT = fileURLToPath(new URL('./socketClients.ts', import.meta.url));
+const BARE_SERVER_SCRIPT = fileURLToPath(new URL('./bareSocketServer.ts', import.meta.url));
+/** Node options of both servers: SIGUSR2 collects garbage (see gcOnSignal.ts). */
+const GC_ON_SIGNAL = ['--expose-gc', '--import', fileURLToPath(new URL('./gcOnSignal.ts', import.meta.url))];
+
+interface SocketSpec {
+  token: string;
+  room: string;
+}
+
+interface Server {
+  pid: number;
+  url: string;
+  event: 'conversation:join' | 'join';
+  stop(): Promise<void>;
+}
+
+interface Measured {
+  startRss: number;
+  idleRss: number;
+  loadedRss: number;
+}
+
+const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms));
+
+function parseCounts(args: string[]): number[] | undefined {
+  if (args.length === 0) return DEFAULT_COUNTS;
+  const [flag, value] = args;
+  if (flag !== '--counts' || value === undefined || args.length !== 2) return undefined;
+  const counts = value.split(',').map(Number);
+  return counts.every((count) => Number.isInteger(count) && count > 0 && count <= 15_000) ? counts : undefined;
+}
+
+function lineFrom(child: ChildProcess, prefix: string, timeoutMs: number): Promise<string> {
+  return new Promise((resolve, reject) => {
+    let output = '';
+    const timer = setTimeout(() => reject(new Error(`no "${prefix}" within ${timeoutMs} ms: ${output.slice(-500)}`)), timeoutMs);
+    child.stdout?.setEncoding('utf8').on('data', (chunk: string) => {
+      output += chunk;
+      const line = output.split('\n').find((candidate) => candidate.startsWith(prefix) || candidate.startsWith('failed:'));
+      if (line === undefined) return;
+      clearTimeout(timer);
+      if (line.startsWith('failed:')) reject(new Error(line));
+      else resolve(line.slice(prefix.length).trim());
+    });
+    child.stderr?.setEncoding('utf8').on('data', (chunk: string) => (output += chunk));
+    child.once('exit', (code) => {
+      clearTimeout(timer);
+      reject(new Error(`exited (${code ?? 'signal'}) before "${prefix}": ${output.slice(-500)}`));
+    });
+  });
+}
+
+async function stopChild(child: ChildProcess): Promise<void> {
+  if (child.exitCode !== null || child.signalCode !== null) return;
+  const exited = new Promise((resolve) => child.once('exit', resolve));
+  child.kill('SIGTERM');
+  await exited;
+}
+
+/** A client process holding `sockets` connected and joined; resolves once all are, with a way to close them. */
+async function connectClients(server: Server, sockets: SocketSpec[]): Promise<() => Promise<void>> {
+  const child = spawn(process.execPath, ['--import', 'tsx', CLIENTS_SCRIPT], { stdio: ['pipe', 'pipe', 'pipe'] });
+  const ready = lineFrom(child, 'ready', 600_000);
+  child.stdin.end(JSON.stringify({ url: server.url, event: server.event, sockets }));
+  try {
+    await ready;
+  } catch (error) {
+    await stopChild(child);
+    throw error;
+  }
+  return () => stopChild(child);
+}
+
+async function startOurs(env: EnvOverrides): Promise<Server> {
+  const port = await freePort();
+  const cli = startCli(['api'], { ...env, BOTSERVER_PORT: String(port) }, { nodeArgs: ['--import', 'tsx', ...GC_ON_SIGNAL], path: CLI_PATH });
+  const url = `http://127.0.0.1:${port}`;
+  await waitForHttpOk(cli, `${url}/readyz`, 120_000);
+  return { pid: cli.child.pid ?? 0, url, event: 'conversation:join', stop: async () => void (await cli.stop('SIGTERM', 30_000)) };
+}
+
+async function startBare(redisUrl: string): Promise<Server> {
+  const child = spawn(process.execPath, ['--import', 'tsx', ...GC_ON_SIGNAL, BARE_SERVER_SCRIPT, redisUrl], { stdio: ['ignore', 'pipe', 'pipe'] });
+  const port = await lineFrom(child, 'port', 60_000);
+  return { pid: child.pid ?? 0, url: `http://127.0.0.1:${port}`, event: 'join', stop: () => stopChild(child) };
+}
+
+/** RSS once the process has collected its garbage (and let a moment pass for it). */
+async function settledRss(pid: number): Promise<number> {
+  await sleep(SETTLE_MS);
+  process.kill(pid, 'SIGUSR2');
+  await sleep(1000);
+  return rssBytes(pid);
+}
+
+async function measure(start: () => Promise<Server>, sockets: SocketSpec[]): Promise<Measured> {
+  const server = await start();
+  try {
+    const startRss = rssBytes(server.pid);
+    const closeWarmUp = await connectClients(server, sockets.slice(0, WARM_UP_SOCKETS));
+    await closeWarmUp();
+    const idleRss = await settledRss(server.pid);
+    const close = await connectClients(server, sockets);
+    // Past the event budget's window, so the joins' rate-limit entries have expired as they do on an idle socket.
+    await sleep(WINDOW_MS);
+    const loadedRss = await settledRss(server.pid);
+    await close();
+    return { startRss, idleRss, loadedRss };
+  } finally {
+    await server.stop();
+  }
+}
+
+/** N conversations of one visitor and N sessions of theirs, each with an access token: the sockets' credentials. */
+async function credentials(database: TestDatabase, env: EnvOverrides, count: number): Promise<SocketSpec[]> {
+  const config = testConfig(Object.fromEntries(Object.entries(env).filter((entry): entry is [string, string] => entry[1] !== undefined)));
+  const keys = new Keys(config.secrets);
+  const redis = new Redis(config.redisUrl, { maxRetriesPerRequest: null });
+  try {
+    const user = await createTestUser(config, { role: 'user' });
+    const [bot] = await database.ownerDb('bots').insert({ tenant_id: user.tenantId, name: 'Sockets bench bot' }).returning<Array<{ id: string }>>('id');
+    const conversations: string[] = [];
+    for (let index = 0; index < count; index += 1000) {
+      const rows = Array.from({ length: Math.min(1000, count - index) }, () => ({ tenant_id: user.tenantId, bot_id: bot?.id, user_id: user.id, channel: 'web' }));
+      conversations.push(...(await database.ownerDb('conversations').insert(rows).returning<Array<{ id: string }>>('id')).map((row) => row.id));
+    }
+    const sessions = new SessionStore(redis, config.sessionTimeoutSeconds, keys.tokenHmacKey);
+    const tokens = await TokenService.fromPem(keys.jwtPrivateKeyPem);
+    return await Promise.all(
+      conversations.map(async (room) => {
+        const { session } = await sessions.create({ userId: user.id, tenantId: user.tenantId, roles: ['user'], mustChangePassword: false, mfaEnabled: false }, false);
+        return { token: await tokens.sign({ sub: user.id, sid: session.sid, tid: user.tenantId, roles: session.roles }), room };
+      }),
+    );
+  } finally {
+    redis.disconnect();
+    keys.zeroize();
+  }
+}
+
+const kb = (bytes: number): string => String(round1(bytes / 1024));
+const mb = (bytes: number): string => String(round1(bytes / 1024 / 1024));
+
+export async function run(args: string[]): Promise<number> {
+  const counts = parseCounts(args);
+  if (counts === undefined) {
+    process.stderr.write('usage: npm run bench -- sockets [--counts 2000,10000]\n');
+    return 2;
+  }
+  let database: TestDatabase | undefined;
+  let redis: PrivateRedis | undefined;
+  try {
+    [database, redis] = await Promise.all([createTestDatabase(), freePort().then((port) => startPrivateRedis(port))]);
+    const env: EnvOverrides = {
+      DATABASE_URL: database.url,
+      REDIS_URL: redis.url,
+      BOTSERVER_DATA_DIR: makeTempDir('botserver-bench-data-'),
+      BOTSERVER_JWT_SECRET: randomHexKey(),
+      BOTSERVER_ENCRYPTION_KEY: randomHexKey(),
+      DATABASE_ENCRYPTION_KEY: randomHexKey(),
+      BOTSERVER_JWT_PRIVATE_KEY: generateJwtPrivateKeyPem(),
+      LOG_LEVEL: 'info',
+    };
+    const specs = await credentials(database, env, Math.max(...counts));
+    const redisUrl = redis.url;
+    const rows: string[][] = [];
+    const json: Array<Record<string, number>> = [];
+    for (const count of counts) {
+      const sockets = specs.slice(0, count);
+      const ours = await measure(() => startOurs(env), sockets);
+      const bare = await measure(() => startBare(redisUrl), sockets);
+      const oursPer = (ours.loadedRss - ours.idleRss) / count;
+      const barePer = (bare.loadedRss - bare.idleRss) / count;
+      const ratio = Math.round((oursPer / barePer) * 100) / 100;
+      rows.push([String(count), kb(oursPer), kb(barePer), String(ratio), mb(ours.startRss), mb(bare.startRss), mb(ours.loadedRss), mb(bare.loadedRss)]);
+      json.push({ sockets: count, oursBytesPerSocket: Math.round(oursPer), bareBytesPerSocket: Math.round(barePer), ratio, oursStartRss: ours.startRss, bareStartRss: bare.startRss });
+    }
+    process.stdout.write(
+      [
+        `sockets benchmark  node ${process.version}, ${availableParallelism()} CPU(s); idle sockets (websocket), each with a session of its own, joined to one room; clients in another process`,
+        '',
+        table([['sockets', 'API KB/socket', 'bare KB/socket', 'API ÷ bare', 'API start MB', 'bare start MB', 'API MB loaded', 'bare MB loaded'], ...rows]),
+        '(KB/socket = RSS growth from after a warm-up of 100 sockets to N sockets connected and idle, ÷ N; each RSS read after a full GC)',
+        JSON.stringify({ bench: 'sockets', results: json }),
+        '',
+      ].join('\n'),
+    );
+    return 0;
+  } finally {
+    await cleanupProcesses();
+    await database?.destroy();
+  }
+}
