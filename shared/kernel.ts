@@ -59,7 +59,10 @@ export function configureProcessLogging(config: Config, service: string): void {
 
 export function createKernel(config: Config, family: ProcessFamily, options: KernelOptions = {}): Kernel {
   const keys = new Keys(config.secrets);
-  const redis = createRedis(config, `botserver-${family}`);
+  // The API's commands (queue adds, publishes, session checks) of many requests at once go to Redis in one write:
+  // commands issued while a batch is on its way wait for it and go together. Never on a worker family's connection,
+  // which BullMQ duplicates for its blocking commands.
+  const redis = createRedis(config, `botserver-${family}`, family === 'api' ? { enableAutoPipelining: true } : {});
   const db = createDb({ url: config.databaseUrl, role: familyRole[family] });
   const queues = new QueueFactory({ connection: redis, ring: keys.payloadRing, prefix: options.queuePrefix ?? config.queuePrefix, jobLockMs: config.jobLockMs });
   let auditDb: Knex | undefined = family === 'audit' ? db : undefined;
@@ -69,6 +72,7 @@ export function createKernel(config: Config, family: ProcessFamily, options: Ker
     queues,
     fallbackDb,
     keys: keys.auditKeys,
+    groupCommit: true,
   });
   const egress = new EgressPolicy({ allow: config.egressAllow, ownAddresses: ownListenAddresses(config.host), ...(options.resolver === undefined ? {} : { resolver: options.resolver }) });
   let closed = false;

@@ -23,6 +23,7 @@ export function startAuditWorker(kernel: Kernel): void {
       const audit = auditJobOf(job.name, data);
       if (audit === undefined) throw new UnrecoverableError(`audit job ${job.id ?? '?'} does not fit its name`);
       if (audit.kind === 'event') return batcher.append(audit.data);
+      if (audit.kind === 'batch') return Promise.all(audit.data.events.map((event) => batcher.append(event)));
       try {
         return await runAuditVerification(kernel.db, keyring, audit.data);
       } catch (error) {

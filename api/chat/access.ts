@@ -1,7 +1,7 @@
 import type { Request } from 'express';
 import type { Knex } from 'knex';
 import type { ConversationStatus } from '../../shared/chat/index.js';
-import { isUuid, withTenantFrom } from '../../shared/db/index.js';
+import { inTenant, isUuid, withTenantFrom } from '../../shared/db/index.js';
 import { NotFoundError, UnauthorizedError } from '../../shared/errors.js';
 import type { Caller } from '../auth/authenticate.js';
 import type { ApiContext } from '../context.js';
@@ -69,6 +69,17 @@ export async function withConversation<T>(
     if (conversation === undefined || !mayUse(caller, conversation, purpose)) throw new NotFoundError('No such conversation');
     return fn(trx, conversation);
   });
+}
+
+/**
+ * The conversation, when the caller may use it for `purpose` (else 404, as withConversation), read in one round trip
+ * with no transaction: for a caller whose next step is a single statement that scopes itself (see storeMessage).
+ */
+export async function conversationFor(ctx: ApiContext, caller: Caller, conversationId: string, purpose: ConversationPurpose): Promise<ConversationRow> {
+  if ((caller.kind === 'guest' && caller.guest.cid !== conversationId) || !isUuid(conversationId)) throw new NotFoundError('No such conversation');
+  const [conversation] = await inTenant<ConversationRow>(ctx.kernel.db, tenantOf(caller), ctx.kernel.db('conversations').where({ id: conversationId }).select(CONVERSATION_COLUMNS).limit(1));
+  if (conversation === undefined || !mayUse(caller, conversation, purpose)) throw new NotFoundError('No such conversation');
+  return conversation;
 }
 
 const CONVERSATION_COLUMNS: ReadonlyArray<keyof ConversationRow> = ['id', 'tenant_id', 'bot_id', 'user_id', 'guest', 'channel', 'status', 'operator_id'];

@@ -15,7 +15,7 @@ import { startPrivatePostgres, type PrivateService } from '../../test/helpers/pr
 import { PAYLOAD_CHARS, startBareLoop } from './bullmqBaseline.js';
 import { summariseProfile } from './cpuProfile.js';
 import { paced, perSecond, saturate, type LoadRun, type LoadTarget } from './load.js';
-import { CpuMeter } from './processStats.js';
+import { ProcessMeter, writeCalls } from './processStats.js';
 import { countStatements, RedisCommandCounter, resetStatements, type RedisTraffic, type StatementCount } from './roundTrips.js';
 import { percentile, round1, table } from './stats.js';
 
@@ -26,7 +26,7 @@ import { percentile, round1, table } from './stats.js';
  * It measures the most replies per second (closed loop, L in flight), then latency at half that rate (open loop),
  * then the same two for a bare BullMQ loop on the same Redis (a worker in another process, the same payload size,
  * the same lanes): the floor under the chat. `--profile DIR`: PostgreSQL is a private server with
- * pg_stat_statements, the API and reply worker write CPU profiles to DIR, and a counting phase reports the Redis
+ * pg_stat_statements, the API, reply and audit workers write CPU profiles to DIR, and a counting phase reports the Redis
  * round trips and SQL statements of one message, per process.
  */
 
@@ -166,7 +166,7 @@ async function startDeployment(env: EnvOverrides, profileDir: string | undefined
   const [apiPort, replyPort, auditPort] = await Promise.all([freePort(), freePort(), freePort()]);
   const api = startCli(['api'], { ...env, BOTSERVER_PORT: String(apiPort) }, profiled('api'));
   const reply = startCli(['worker', 'reply'], { ...env, BOTSERVER_HEALTH_PORT: String(replyPort) }, profiled('reply'));
-  const audit = startCli(['worker', 'audit'], { ...env, BOTSERVER_HEALTH_PORT: String(auditPort) });
+  const audit = startCli(['worker', 'audit'], { ...env, BOTSERVER_HEALTH_PORT: String(auditPort) }, profiled('audit'));
   const url = `http://127.0.0.1:${apiPort}`;
   await Promise.all([
     waitForHttpOk(api, `${url}/readyz`, 120_000),
@@ -189,25 +189,30 @@ interface PhaseResult {
   half: LoadRun;
   /** CPU ms per answered message during the max phase, by process. */
   cpuPerMessage: Map<string, number>;
+  /** Write system calls (each send on a socket) per answered message during the max phase, by process. */
+  writesPerMessage: Map<string, number>;
   /** CLOCK_MONOTONIC µs of the max phase (to cut CPU profiles to it). */
   windowUs: [number, number];
 }
 
 const monotonicUs = (): number => Number(process.hrtime.bigint() / 1000n);
+const round3 = (value: number): string => String(Math.round(value * 1000) / 1000);
 
-async function measure(target: LoadTarget, meter: CpuMeter, seconds: number, halfRate: (max: LoadRun) => number): Promise<PhaseResult> {
+async function measure(target: LoadTarget, processes: () => Map<string, number[]>, seconds: number, halfRate: (max: LoadRun) => number): Promise<PhaseResult> {
   await saturate(target, WARM_UP_MS);
-  const benchCpuBefore = process.cpuUsage();
-  meter.start();
+  const withBench = (): Map<string, number[]> => new Map([...processes(), ['bench clients', [process.pid]]]);
+  const cpuMeter = new ProcessMeter(withBench);
+  const writeMeter = new ProcessMeter(withBench, writeCalls);
+  cpuMeter.start();
+  writeMeter.start();
   const from = monotonicUs();
   const max = await saturate(target, seconds * 1000);
   const to = monotonicUs();
-  const cpu = meter.stop();
-  const benchCpu = process.cpuUsage(benchCpuBefore);
-  cpu.set('bench clients', (benchCpu.user + benchCpu.system) / 1000);
-  const cpuPerMessage = new Map([...cpu].map(([name, ms]) => [name, ms / Math.max(1, max.completed)]));
+  const perMessage = (totals: Map<string, number>): Map<string, number> => new Map([...totals].map(([name, value]) => [name, value / Math.max(1, max.completed)]));
+  const cpuPerMessage = perMessage(cpuMeter.stop());
+  const writesPerMessage = perMessage(writeMeter.stop());
   const half = await paced(target, halfRate(max), seconds * 1000);
-  return { max, half, cpuPerMessage, windowUs: [from, to] };
+  return { max, half, cpuPerMessage, writesPerMessage, windowUs: [from, to] };
 }
 
 interface Counted {
@@ -263,7 +268,7 @@ function mainThreadProfile(dir: string): string {
 
 function profileReport(profileDir: string, windowUs: [number, number]): string[] {
   const lines: string[] = [];
-  for (const name of ['api', 'reply']) {
+  for (const name of ['api', 'reply', 'audit']) {
     try {
       const summary = summariseProfile(mainThreadProfile(join(profileDir, name)), windowUs[0], windowUs[1], 20);
       lines.push(
@@ -360,9 +365,7 @@ export async function run(args: string[]): Promise<number> {
         ['redis-server', [redis?.pid ?? 0]],
         ['postgres (this database)', pgPids],
       ]);
-    // Backends opened after the warm-up are counted too: the pool grows under load.
-    const meter = new CpuMeter(chatProcesses);
-    const chat = await measure(target, meter, options.seconds, (max) => perSecond(max) / 2);
+    const chat = await measure(target, chatProcesses, options.seconds, (max) => perSecond(max) / 2);
     pgPids.splice(0, pgPids.length, ...(await databasePids(database)));
     const counted = profileDir === undefined ? undefined : await countRoundTrips(target, redis.url, database, new Map([...chatProcesses(), ['bench clients', [process.pid]]]));
     closeAllClients();
@@ -374,8 +377,8 @@ export async function run(args: string[]): Promise<number> {
     const bare = await startBareLoop(redis.url, REPLY_CONCURRENCY);
     let baseline: PhaseResult;
     try {
-      const bareMeter = new CpuMeter(() => new Map([['bare worker', [bare.workerPid]], ['redis-server', [redis?.pid ?? 0]]]));
-      baseline = await measure(bare.target(options.lanes), bareMeter, options.seconds, () => chatMax / 2);
+      const bareProcesses = (): Map<string, number[]> => new Map([['bare worker', [bare.workerPid]], ['redis-server', [redis?.pid ?? 0]]]);
+      baseline = await measure(bare.target(options.lanes), bareProcesses, options.seconds, () => chatMax / 2);
     } finally {
       await bare.close();
     }
@@ -401,8 +404,9 @@ export async function run(args: string[]): Promise<number> {
       baselineHalfP99Ms: round1(percentile(baseline.half.latencies, 99)),
       ratioToBaseline: ratio,
       p99RatioAtHalf: Math.round((percentile(chat.half.latencies, 99) / percentile(baseline.half.latencies, 99)) * 100) / 100,
-      cpuMsPerMessage: Object.fromEntries([...chat.cpuPerMessage].map(([name, ms]) => [name, Math.round(ms * 1000) / 1000])),
-      baselineCpuMsPerJob: Object.fromEntries([...baseline.cpuPerMessage].map(([name, ms]) => [name, Math.round(ms * 1000) / 1000])),
+      cpuMsPerMessage: Object.fromEntries([...chat.cpuPerMessage].map(([name, ms]) => [name, Number(round3(ms))])),
+      writeCallsPerMessage: Object.fromEntries([...chat.writesPerMessage].map(([name, calls]) => [name, Number(round3(calls))])),
+      baselineCpuMsPerJob: Object.fromEntries([...baseline.cpuPerMessage].map(([name, ms]) => [name, Number(round3(ms))])),
     };
     const out = [
       `chat benchmark  node ${process.version}, ${availableParallelism()} CPU(s) shared by every process below (and whatever else runs on the machine)`,
@@ -416,8 +420,16 @@ export async function run(args: string[]): Promise<number> {
       '',
       `chat ÷ bare: ${ratio} (replies/s); p99 at half load: ${result.p99RatioAtHalf} × the bare loop's`,
       '',
-      table([['CPU ms per message (max phase)', ...chat.cpuPerMessage.keys()], ['chat', ...[...chat.cpuPerMessage.values()].map((ms) => String(Math.round(ms * 1000) / 1000))]]),
-      table([['CPU ms per job (max phase)', ...baseline.cpuPerMessage.keys()], ['bare', ...[...baseline.cpuPerMessage.values()].map((ms) => String(Math.round(ms * 1000) / 1000))]]),
+      table([
+        ['per message (max phase)', ...chat.cpuPerMessage.keys()],
+        ['chat: CPU ms', ...[...chat.cpuPerMessage.values()].map(round3)],
+        ['chat: write calls', ...[...chat.writesPerMessage.values()].map(round3)],
+      ]),
+      table([
+        ['per job (max phase)', ...baseline.cpuPerMessage.keys()],
+        ['bare: CPU ms', ...[...baseline.cpuPerMessage.values()].map(round3)],
+        ['bare: write calls', ...[...baseline.writesPerMessage.values()].map(round3)],
+      ]),
     ];
     if (counted !== undefined) out.push('', ...countedReport(counted));
     if (profileDir !== undefined) out.push(...profileReport(profileDir, chat.windowUs));

@@ -7,13 +7,15 @@ import { uniqueQueuePrefix } from '../../test/helpers/config.js';
 import { createTestDatabase, type TestDatabase } from '../../test/helpers/db.js';
 import { addMailUser, channelFor, deliver, ensureMailServer, startSmtpPeer, startTestEmailWorker, type SmtpPeer } from '../../test/helpers/mail.js';
 import { startWorkers, type RunningWorkers } from '../../workers/main.js';
+import { bareMailPipeline } from './emailBare.js';
 import { percentile, round1 } from './stats.js';
 
 /**
- * E-mail benchmark: N mails delivered over LMTP into a bot's Dovecot mailbox (20 at a time), answered through the
- * real path (IMAP IDLE → PostgreSQL → bot-reply → email-outbound → SMTP) by an API, a reply worker and an e-mail
- * worker in this process; an in-process SMTP server records each reply. Latency: from the end of a mail's LMTP
- * delivery to the SMTP server accepting its reply. Throughput: mails answered per second of wall time.
+ * E-mail benchmark: N mails from S senders delivered over LMTP into a bot's Dovecot mailbox (20 at a time), answered
+ * through the real path (IMAP IDLE → PostgreSQL → bot-reply → email-outbound → SMTP → APPEND to Sent) by an API, a
+ * reply worker and an e-mail worker in this process; an in-process SMTP server records each reply. Latency: from the
+ * end of a mail's LMTP delivery to the SMTP server accepting its reply. Throughput: mails answered per second of wall
+ * time from the first delivery. Beside it, the bare engines' figure on the same mails (see emailBare.ts).
  */
 
 const DEFAULT_MAILS = 1000;
@@ -54,6 +56,8 @@ export async function run(args: string[]): Promise<number> {
     smtp = await startSmtpPeer();
     const admin = await signedInUser(api, 'admin');
     const bot = addMailUser('bench-bot');
+    // Adding a mailbox blocks this process for a moment: let lapsed kept-alive HTTP connections close first.
+    await new Promise((resolve) => setTimeout(resolve, 100));
     // Senders need no mailbox: replies are recorded by the SMTP peer, not delivered.
     const senders = Array.from({ length: senderCount }, (_, index) => ({ address: `bench-sender-${index}@sender.example` }));
     await restOk('POST', `${api.url}/api/bots`, 201, {
@@ -102,12 +106,24 @@ export async function run(args: string[]): Promise<number> {
       latencyP90Ms: round1(percentile(latencies, 90)),
       latencyP99Ms: round1(percentile(latencies, 99)),
       latencyMaxMs: round1(Math.max(...latencies)),
+      bareMailsPerSecond: 0,
     };
+    // The bare engines on the same mails: IMAP fetch, parse, compose, pooled SMTP, APPEND, nothing else.
+    await email.stop();
+    email = undefined;
+    const bareSmtp = await startSmtpPeer();
+    try {
+      const bare = await bareMailPipeline(bot, bareSmtp.port);
+      result.bareMailsPerSecond = round1(bare.mails / bare.seconds);
+    } finally {
+      await bareSmtp.stop();
+    }
     process.stdout.write(
       [
         `email benchmark  node ${process.version}, ${availableParallelism()} CPU(s); Dovecot (LMTP in, IMAP IDLE), API, reply and e-mail workers and the SMTP peer on this machine`,
         `mails ${mails} from ${senderCount} senders  replies ${result.replies}  duplicates ${duplicates}  delivered in ${result.deliverSeconds} s  answered in ${result.wallSeconds} s  ${result.mailsPerSecond} mails/s`,
         `inbound-to-reply latency  p50 ${result.latencyP50Ms} ms  p90 ${result.latencyP90Ms} ms  p99 ${result.latencyP99Ms} ms  max ${result.latencyMaxMs} ms`,
+        `bare engines (one IMAP FETCH, mailparser, nodemailer pool of 5, APPEND; no database, queue or bot)  ${result.bareMailsPerSecond} mails/s`,
         JSON.stringify(result),
         '',
       ].join('\n'),

@@ -1,6 +1,15 @@
 /**
  * Preloaded (`--expose-gc --import`) into both servers of the sockets benchmark: SIGUSR2 runs a full garbage
- * collection, so that RSS is read over live memory rather than garbage not yet collected.
+ * collection, then writes `process.memoryUsage()` as JSON to the file named by BENCH_MEMORY_FILE, so that memory
+ * is read over live objects rather than garbage not yet collected.
  */
+import { writeFileSync } from 'node:fs';
+
 const collect = (globalThis as { gc?: () => void }).gc;
-if (collect !== undefined) process.on('SIGUSR2', () => collect());
+const file = process.env.BENCH_MEMORY_FILE;
+if (collect !== undefined && file !== undefined) {
+  process.on('SIGUSR2', () => {
+    collect();
+    writeFileSync(file, JSON.stringify(process.memoryUsage()));
+  });
+}

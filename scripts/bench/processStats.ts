@@ -25,24 +25,36 @@ export function rssBytes(pid: number): number {
   }
 }
 
-/** CPU ms of several processes, by name, between `start()` and `stop()`. */
-export class CpuMeter {
-  private readonly startMs = new Map<string, number>();
-  private readonly pids: () => Map<string, number[]>;
+/** Write system calls (write, writev: each send on a socket) a process has made so far; 0 once it is gone. */
+export function writeCalls(pid: number): number {
+  try {
+    const match = /^syscw:\s+(\d+)$/m.exec(readFileSync(`/proc/${pid}/io`, 'utf8'));
+    return match?.[1] === undefined ? 0 : Number(match[1]);
+  } catch {
+    return 0;
+  }
+}
 
-  constructor(pids: () => Map<string, number[]>) {
+/** A counter that only grows (CPU ms, write calls) of several processes, by name, between `start()` and `stop()`. */
+export class ProcessMeter {
+  private readonly startValues = new Map<string, number>();
+  private readonly pids: () => Map<string, number[]>;
+  private readonly read: (pid: number) => number;
+
+  constructor(pids: () => Map<string, number[]>, read: (pid: number) => number = cpuMs) {
     this.pids = pids;
+    this.read = read;
   }
 
   start(): void {
-    this.startMs.clear();
-    for (const [name, list] of this.pids()) this.startMs.set(name, list.reduce((sum, pid) => sum + cpuMs(pid), 0));
+    this.startValues.clear();
+    for (const [name, list] of this.pids()) this.startValues.set(name, list.reduce((sum, pid) => sum + this.read(pid), 0));
   }
 
-  /** Each process's CPU ms since `start()`. A name whose processes changed meanwhile is measured on those of now. */
+  /** Each process's growth since `start()`. A name whose processes changed meanwhile is measured on those of now. */
   stop(): Map<string, number> {
     const used = new Map<string, number>();
-    for (const [name, list] of this.pids()) used.set(name, list.reduce((sum, pid) => sum + cpuMs(pid), 0) - (this.startMs.get(name) ?? 0));
+    for (const [name, list] of this.pids()) used.set(name, list.reduce((sum, pid) => sum + this.read(pid), 0) - (this.startValues.get(name) ?? 0));
     return used;
   }
 }

@@ -1,4 +1,6 @@
 import { spawn, type ChildProcess } from 'node:child_process';
+import { readFileSync, rmSync } from 'node:fs';
+import { join } from 'node:path';
 import { availableParallelism } from 'node:os';
 import { fileURLToPath } from 'node:url';
 import { Redis } from 'ioredis';
@@ -40,13 +42,15 @@ interface Server {
   pid: number;
   url: string;
   event: 'conversation:join' | 'join';
+  /** Where the server writes its memory usage on SIGUSR2. */
+  memoryFile: string;
   stop(): Promise<void>;
 }
 
 interface Measured {
   startRss: number;
-  idleRss: number;
-  loadedRss: number;
+  idle: Memory;
+  loaded: Memory;
 }
 
 const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms));
@@ -102,24 +106,34 @@ async function connectClients(server: Server, sockets: SocketSpec[]): Promise<()
 
 async function startOurs(env: EnvOverrides): Promise<Server> {
   const port = await freePort();
-  const cli = startCli(['api'], { ...env, BOTSERVER_PORT: String(port) }, { nodeArgs: ['--import', 'tsx', ...GC_ON_SIGNAL], path: CLI_PATH });
+  const memoryFile = join(makeTempDir('botserver-bench-memory-'), 'memory.json');
+  const cli = startCli(['api'], { ...env, BOTSERVER_PORT: String(port), BENCH_MEMORY_FILE: memoryFile }, { nodeArgs: ['--import', 'tsx', ...GC_ON_SIGNAL], path: CLI_PATH });
   const url = `http://127.0.0.1:${port}`;
   await waitForHttpOk(cli, `${url}/readyz`, 120_000);
-  return { pid: cli.child.pid ?? 0, url, event: 'conversation:join', stop: async () => void (await cli.stop('SIGTERM', 30_000)) };
+  return { pid: cli.child.pid ?? 0, url, event: 'conversation:join', memoryFile, stop: async () => void (await cli.stop('SIGTERM', 30_000)) };
 }
 
 async function startBare(redisUrl: string): Promise<Server> {
-  const child = spawn(process.execPath, ['--import', 'tsx', ...GC_ON_SIGNAL, BARE_SERVER_SCRIPT, redisUrl], { stdio: ['ignore', 'pipe', 'pipe'] });
+  const memoryFile = join(makeTempDir('botserver-bench-memory-'), 'memory.json');
+  const child = spawn(process.execPath, ['--import', 'tsx', ...GC_ON_SIGNAL, BARE_SERVER_SCRIPT, redisUrl], { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, BENCH_MEMORY_FILE: memoryFile } });
   const port = await lineFrom(child, 'port', 60_000);
-  return { pid: child.pid ?? 0, url: `http://127.0.0.1:${port}`, event: 'join', stop: () => stopChild(child) };
+  return { pid: child.pid ?? 0, url: `http://127.0.0.1:${port}`, event: 'join', memoryFile, stop: () => stopChild(child) };
 }
 
-/** RSS once the process has collected its garbage (and let a moment pass for it). */
-async function settledRss(pid: number): Promise<number> {
+interface Memory {
+  rss: number;
+  /** V8 heap in use plus memory outside it (buffers): the live objects, whatever the allocators keep. */
+  live: number;
+}
+
+/** Memory once the process has collected its garbage (and let a moment pass for it); see gcOnSignal.ts. */
+async function settledMemory(server: Server): Promise<Memory> {
   await sleep(SETTLE_MS);
-  process.kill(pid, 'SIGUSR2');
+  rmSync(server.memoryFile, { force: true });
+  process.kill(server.pid, 'SIGUSR2');
   await sleep(1000);
-  return rssBytes(pid);
+  const usage = JSON.parse(readFileSync(server.memoryFile, 'utf8')) as { heapUsed: number; external: number };
+  return { rss: rssBytes(server.pid), live: usage.heapUsed + usage.external };
 }
 
 async function measure(start: () => Promise<Server>, sockets: SocketSpec[]): Promise<Measured> {
@@ -128,13 +142,13 @@ async function measure(start: () => Promise<Server>, sockets: SocketSpec[]): Pro
     const startRss = rssBytes(server.pid);
     const closeWarmUp = await connectClients(server, sockets.slice(0, WARM_UP_SOCKETS));
     await closeWarmUp();
-    const idleRss = await settledRss(server.pid);
+    const idle = await settledMemory(server);
     const close = await connectClients(server, sockets);
     // Past the event budget's window, so the joins' rate-limit entries have expired as they do on an idle socket.
     await sleep(WINDOW_MS);
-    const loadedRss = await settledRss(server.pid);
+    const loaded = await settledMemory(server);
     await close();
-    return { startRss, idleRss, loadedRss };
+    return { startRss, idle, loaded };
   } finally {
     await server.stop();
   }
@@ -198,18 +212,19 @@ export async function run(args: string[]): Promise<number> {
       const sockets = specs.slice(0, count);
       const ours = await measure(() => startOurs(env), sockets);
       const bare = await measure(() => startBare(redisUrl), sockets);
-      const oursPer = (ours.loadedRss - ours.idleRss) / count;
-      const barePer = (bare.loadedRss - bare.idleRss) / count;
-      const ratio = Math.round((oursPer / barePer) * 100) / 100;
-      rows.push([String(count), kb(oursPer), kb(barePer), String(ratio), mb(ours.startRss), mb(bare.startRss), mb(ours.loadedRss), mb(bare.loadedRss)]);
-      json.push({ sockets: count, oursBytesPerSocket: Math.round(oursPer), bareBytesPerSocket: Math.round(barePer), ratio, oursStartRss: ours.startRss, bareStartRss: bare.startRss });
+      const per = (run: Measured, what: keyof Memory): number => (run.loaded[what] - run.idle[what]) / count;
+      const ratio = Math.round((per(ours, 'rss') / per(bare, 'rss')) * 100) / 100;
+      const liveRatio = Math.round((per(ours, 'live') / per(bare, 'live')) * 100) / 100;
+      rows.push([String(count), kb(per(ours, 'rss')), kb(per(bare, 'rss')), String(ratio), kb(per(ours, 'live')), kb(per(bare, 'live')), String(liveRatio), mb(ours.startRss), mb(bare.startRss)]);
+      json.push({ sockets: count, oursRssPerSocket: Math.round(per(ours, 'rss')), bareRssPerSocket: Math.round(per(bare, 'rss')), ratio, oursLivePerSocket: Math.round(per(ours, 'live')), bareLivePerSocket: Math.round(per(bare, 'live')), liveRatio, oursStartRss: ours.startRss, bareStartRss: bare.startRss });
     }
     process.stdout.write(
       [
         `sockets benchmark  node ${process.version}, ${availableParallelism()} CPU(s); idle sockets (websocket), each with a session of its own, joined to one room; clients in another process`,
         '',
-        table([['sockets', 'API KB/socket', 'bare KB/socket', 'API ÷ bare', 'API start MB', 'bare start MB', 'API MB loaded', 'bare MB loaded'], ...rows]),
-        '(KB/socket = RSS growth from after a warm-up of 100 sockets to N sockets connected and idle, ÷ N; each RSS read after a full GC)',
+        table([['sockets', 'API RSS KB/socket', 'bare RSS KB/socket', 'API ÷ bare', 'API live KB/socket', 'bare live KB/socket', 'API ÷ bare', 'API start MB', 'bare start MB'], ...rows]),
+        '(per socket = growth from after a warm-up of 100 sockets to N sockets connected and idle, ÷ N, each read after a full GC;',
+        ' RSS as the system counts it, live = V8 heap used + external memory, what the sockets hold whatever the allocators keep)',
         JSON.stringify({ bench: 'sockets', results: json }),
         '',
       ].join('\n'),

@@ -30,9 +30,26 @@ export const AUDIT_VERIFY_JOB = 'verify';
 export const auditVerifySchema = z.strictObject({ runId: uuid, full: z.boolean() });
 export type AuditVerifyPayload = z.infer<typeof auditVerifySchema>;
 
+/**
+ * Named `batch`, several events recorded at once by one process (see AuditRecorder): one job for them all, so a busy
+ * API adds one job per batch, not per event. The name cannot be an event type (those have a dot).
+ */
+export const AUDIT_BATCH_JOB = 'batch';
+export const AUDIT_BATCH_MAX = 100;
+export const auditBatchSchema = z.strictObject({ events: z.array(auditEventSchema).min(1).max(AUDIT_BATCH_MAX) });
+export type AuditBatchPayload = z.infer<typeof auditBatchSchema>;
+
+type AuditJobPayload = AuditEventPayload | AuditVerifyPayload | AuditBatchPayload;
+
+function auditSchemaOf(value: unknown): z.ZodType<AuditJobPayload> {
+  if (typeof value !== 'object' || value === null) return auditEventSchema;
+  if ('runId' in value) return auditVerifySchema;
+  return 'events' in value ? auditBatchSchema : auditEventSchema;
+}
+
 /** An audit job's payload: checked against the one schema its shape calls for, so a refusal names the field. */
-const auditJobSchema = z.unknown().transform((value, context): AuditEventPayload | AuditVerifyPayload => {
-  const schema = typeof value === 'object' && value !== null && 'runId' in value ? auditVerifySchema : auditEventSchema;
+const auditJobSchema = z.unknown().transform((value, context): AuditJobPayload => {
+  const schema = auditSchemaOf(value);
   const result = schema.safeParse(value);
   if (result.success) return result.data;
   for (const issue of result.error.issues) context.addIssue({ code: 'custom', message: issue.message, path: issue.path });
@@ -40,8 +57,12 @@ const auditJobSchema = z.unknown().transform((value, context): AuditEventPayload
 });
 
 /** Which kind of audit job a decrypted payload is; the job name decides, and the payload must fit it. */
-export function auditJobOf(jobName: string, data: AuditEventPayload | AuditVerifyPayload): { kind: 'verify'; data: AuditVerifyPayload } | { kind: 'event'; data: AuditEventPayload } | undefined {
+export function auditJobOf(
+  jobName: string,
+  data: AuditJobPayload,
+): { kind: 'verify'; data: AuditVerifyPayload } | { kind: 'batch'; data: AuditBatchPayload } | { kind: 'event'; data: AuditEventPayload } | undefined {
   if (jobName === AUDIT_VERIFY_JOB) return 'runId' in data ? { kind: 'verify', data } : undefined;
+  if (jobName === AUDIT_BATCH_JOB) return 'events' in data ? { kind: 'batch', data } : undefined;
   return 'eventId' in data ? { kind: 'event', data } : undefined;
 }
 

@@ -155,6 +155,8 @@ export async function startSmtpPeer(options: { relay?: boolean; credentials?: Ma
       });
     },
   });
+  // A client killed mid-transaction resets its connection: that is the client's failure, not the peer's.
+  server.on('error', () => undefined);
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
   const port = (server.server.address() as AddressInfo).port;
   return {
@@ -244,6 +246,53 @@ export async function readSent(user: MailUser): Promise<MailboxMessage[]> {
     }
   } finally {
     await client.logout().catch(() => undefined);
+  }
+}
+
+/** A kept connection to a user's mailbox for polling its Sent folder cheaply (its size, then In-Reply-To headers only). */
+export class SentFolderPoller {
+  private folder: string | undefined;
+
+  private constructor(private readonly client: ImapFlow) {}
+
+  static async open(user: MailUser): Promise<SentFolderPoller> {
+    const client = new ImapFlow({ host: '127.0.0.1', port: IMAP_PORT, secure: false, auth: { user: user.address, pass: user.password }, logger: false });
+    client.on('error', () => undefined);
+    await client.connect();
+    return new SentFolderPoller(client);
+  }
+
+  private async sentPath(): Promise<string | undefined> {
+    if (this.folder !== undefined) return this.folder;
+    const folders = await this.client.list();
+    this.folder = (folders.find((folder) => folder.specialUse === '\\Sent') ?? folders.find((folder) => folder.path.toLowerCase() === 'sent'))?.path;
+    return this.folder;
+  }
+
+  /** The In-Reply-To of every message in Sent once it holds at least `atLeast` messages; else undefined. */
+  async inReplyTo(atLeast: number): Promise<string[] | undefined> {
+    const path = await this.sentPath();
+    if (path === undefined) return atLeast === 0 ? [] : undefined;
+    const lock = await this.client.getMailboxLock(path, { readOnly: true });
+    try {
+      // NOOP: the server reports messages added since the folder was selected.
+      await this.client.noop();
+      const exists = this.client.mailbox === false ? 0 : this.client.mailbox.exists;
+      if (exists < atLeast) return undefined;
+      if (exists === 0) return [];
+      const found: string[] = [];
+      for await (const message of this.client.fetch('1:*', { headers: ['in-reply-to'] })) {
+        const value = /in-reply-to:\s*(.*)/i.exec(message.headers?.toString('utf8').replace(/\r?\n\s+/g, ' ') ?? '')?.[1]?.trim();
+        if (value !== undefined) found.push(value);
+      }
+      return found;
+    } finally {
+      lock.release();
+    }
+  }
+
+  async close(): Promise<void> {
+    await this.client.logout().catch(() => undefined);
   }
 }
 

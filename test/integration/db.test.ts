@@ -26,7 +26,7 @@ describe('db: migrations', function () {
     const result = await migrateLatest(db.ownerDb);
     expect(result.applied).to.deep.equal(ALL_MIGRATIONS);
     expect(await tableNames(db)).to.deep.equal([
-      'audit_events', 'bots', 'conversations', 'email_mailboxes', 'email_quarantine', 'files', 'knowledge_documents', 'memberships',
+      'audit_checkpoints', 'audit_events', 'audit_verify_runs', 'bots', 'conversations', 'email_mailboxes', 'email_quarantine', 'files', 'knowledge_documents', 'memberships',
       'message_attachments', 'messages', 'tenants', 'users',
     ]);
   });

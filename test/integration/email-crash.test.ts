@@ -18,13 +18,12 @@ import { apiTestConfig, startTestApi, type TestApi } from '../helpers/api.js';
 import { restOk, signedInUser, signOutAll, type SignedInUser } from '../helpers/chat.js';
 import { uniqueQueuePrefix } from '../helpers/config.js';
 import { createTestDatabase, type TestDatabase } from '../helpers/db.js';
-import { addMailUser, channelFor, deliver, ensureMailServer, readSent, startSmtpPeer, type MailboxMessage, type MailUser, type SmtpPeer } from '../helpers/mail.js';
+import { addMailUser, channelFor, deliver, ensureMailServer, readSent, SentFolderPoller, startSmtpPeer, type MailboxMessage, type MailUser, type SmtpPeer } from '../helpers/mail.js';
 import { dropRedisKeys } from '../helpers/redis.js';
 import { childEnv, REPO_ROOT, sharedSettingsEnv, waitFor } from '../helpers/process.js';
 
 const FIXTURE = join(REPO_ROOT, 'test', 'fixtures', 'email-worker.ts');
 const REPETITIONS = 5;
-const MAILS_PER_REPETITION = 2;
 const JOB_LOCK_MS = '2000';
 const LEASE_MS = 1500;
 
@@ -34,14 +33,16 @@ interface Point {
   crash: CrashPoint | undefined;
   /** How many deliveries one mail may get: a crash after the SMTP acceptance, before the APPEND, sends it again. */
   deliveries: readonly number[];
+  /** Mails per repetition: several where they are fetched and stored together, one where a reply is being sent. */
+  mails: number;
 }
 
 const POINTS: readonly Point[] = [
-  { title: 'after the fetch', crash: 'inbound-after-fetch', deliveries: [1] },
-  { title: 'after the store', crash: 'inbound-after-store', deliveries: [1] },
-  { title: 'during the SMTP DATA phase (the peer stalls before its final reply)', crash: undefined, deliveries: [1, 2] },
-  { title: 'after the SMTP server accepted and the reply was appended to Sent', crash: 'outbound-after-append', deliveries: [1] },
-  { title: 'between the SMTP acceptance and the APPEND to Sent', crash: 'outbound-after-accept', deliveries: [1, 2] },
+  { title: 'after the fetch', crash: 'inbound-after-fetch', deliveries: [1], mails: 3 },
+  { title: 'after the store', crash: 'inbound-after-store', deliveries: [1], mails: 3 },
+  { title: 'during the SMTP DATA phase (the peer stalls before its final reply)', crash: undefined, deliveries: [2], mails: 1 },
+  { title: 'after the SMTP server accepted and the reply was appended to Sent', crash: 'outbound-after-append', deliveries: [1], mails: 1 },
+  { title: 'between the SMTP acceptance and the APPEND to Sent', crash: 'outbound-after-accept', deliveries: [2], mails: 1 },
 ];
 
 interface WorkerProcess {
@@ -61,6 +62,7 @@ describe('e-mail bot: SIGKILL at five points, five times each: exactly one reply
   const replyWorkers: RunningWorkers[] = [];
   const peers: SmtpPeer[] = [];
   const children = new Set<ChildProcess>();
+  const prepared: Chain[] = [];
 
   before(async function () {
     ensureMailServer();
@@ -69,7 +71,11 @@ describe('e-mail bot: SIGKILL at five points, five times each: exactly one reply
     const prefix = uniqueQueuePrefix();
     prefixes.push(prefix);
     api = await startTestApi(config, prefix);
+    // Mailboxes first: adding one blocks this process for a moment (doveadm), long enough for a kept-alive HTTP
+    // connection to lapse under it (see email-resilience's mailBot).
+    const bots = POINTS.map(() => addMailUser('crash-bot'));
     admin = await signedInUser(api, 'admin', 'email-crash');
+    for (const [index, point] of POINTS.entries()) prepared.push(await prepareChain(point, bots[index] ?? addMailUser('crash-bot')));
   });
 
   after(async function () {
@@ -129,36 +135,52 @@ describe('e-mail bot: SIGKILL at five points, five times each: exactly one reply
     return found;
   }
 
-  async function waitAnswered(bot: MailUser, inbound: readonly string[]): Promise<void> {
+  async function waitAnswered(poller: SentFolderPoller, inbound: readonly string[]): Promise<void> {
     await waitFor(async () => {
-      const sent = await sentByInbound(bot);
-      return inbound.every((id) => sent.has(id));
-    }, 60_000, 200);
+      const answered = await poller.inReplyTo(inbound.length);
+      return answered !== undefined && inbound.every((id) => answered.includes(id));
+    }, 60_000, 250);
   }
 
-  async function runChain(point: Point): Promise<void> {
+  /** One chain's own queue prefix (with a reply worker), SMTP peer and bot mailbox. */
+  interface Chain {
+    prefix: string;
+    smtp: SmtpPeer;
+    bot: MailUser;
+    botId: string;
+  }
+
+  async function prepareChain(point: Point, bot: MailUser): Promise<Chain> {
     const prefix = uniqueQueuePrefix();
     prefixes.push(prefix);
     replyWorkers.push(await startWorkers(config, 'reply', { queuePrefix: prefix }));
     const smtp = await startSmtpPeer();
     peers.push(smtp);
-    const bot = addMailUser('crash-bot');
     const created = await restOk('POST', `${api.url}/api/bots`, 201, {
       token: admin.token,
       body: { name: `Crash bot (${point.crash ?? 'stall'})`, rules: [{ match: 'mail', reply: 'Got your mail' }], email: channelFor(bot, smtp.port, { maxRepliesPerSenderPerHour: 10_000 }) },
     });
-    const botId = String(created.id);
+    return { prefix, smtp, bot, botId: String(created.id) };
+  }
+
+  async function runChain(point: Point, { prefix, smtp, bot, botId }: Chain): Promise<void> {
     const inbound: string[] = [];
+    const poller = await SentFolderPoller.open(bot);
     let next = startProcess(prefix, botId, point.crash);
+    const t0 = Date.now();
+    const mark = (what: string): void => { if (process.env.E13_TRACE === '1') process.stderr.write(`${point.crash ?? 'stall'} ${Date.now() - t0} ${what}\n`); };
     for (let repetition = 0; repetition < REPETITIONS; repetition += 1) {
       const current = next;
+      mark(`rep ${repetition} go`);
       await current.go();
+      mark('ready');
       next = startProcess(prefix, botId, point.crash);
       // The fresh process first recovers what its predecessor left.
-      await waitAnswered(bot, inbound);
+      await waitAnswered(poller, inbound);
+      mark('recovered');
       const stalled = point.crash === undefined ? smtp.stallNext() : undefined;
       if (point.crash !== undefined) await api.kernel.redis.set(`${prefix}:test:email-crash`, point.crash);
-      const ids = Array.from({ length: MAILS_PER_REPETITION }, (_, index) => `<${point.crash ?? 'stall'}-${repetition}-${index}-${botId.slice(0, 8)}@sender.example>`);
+      const ids = Array.from({ length: point.mails }, (_, index) => `<${point.crash ?? 'stall'}-${repetition}-${index}-${botId.slice(0, 8)}@sender.example>`);
       await Promise.all(ids.map((messageId, index) => deliver({ from: `correspondent-${index}@sender.example`, to: bot.address, subject: `Mail ${repetition}.${index}`, text: 'a mail for the bot', messageId })));
       inbound.push(...ids);
       if (stalled !== undefined) {
@@ -166,16 +188,17 @@ describe('e-mail bot: SIGKILL at five points, five times each: exactly one reply
         current.child.kill('SIGKILL');
         stalled.release();
       }
+      mark('delivered');
       expect(await current.exited, `repetition ${repetition + 1}`).to.equal('SIGKILL');
+      mark('killed');
     }
     await next.go();
     try {
-      await waitAnswered(bot, inbound);
+      await waitAnswered(poller, inbound);
       // Time for a duplicate to show up, in Sent or at the peer.
       await new Promise((resolve) => setTimeout(resolve, 2500));
       const sent = await sentByInbound(bot);
       expect([...sent.keys()].sort()).to.deep.equal([...inbound].sort());
-      let deliveries = 0;
       for (const id of inbound) {
         const copies = sent.get(id) ?? [];
         expect(copies, `copies in Sent of the reply to ${id}`).to.have.length(1);
@@ -184,11 +207,9 @@ describe('e-mail bot: SIGKILL at five points, five times each: exactly one reply
         const delivered = smtp.messages.filter((message) => message.parsed.inReplyTo === id);
         expect(point.deliveries, `deliveries of the reply to ${id}`).to.include(delivered.length);
         expect(new Set(delivered.map((message) => message.parsed.messageId)), `Message-IDs delivered for ${id}`).to.deep.equal(new Set([copy?.parsed.messageId]));
-        deliveries += delivered.length;
       }
-      // Where the kill leaves the reply in doubt, each repetition sent at least one reply twice.
-      if (point.deliveries.includes(2)) expect(deliveries).to.be.at.least(inbound.length + REPETITIONS);
     } finally {
+      await poller.close();
       next.child.kill('SIGTERM');
       await next.exited;
     }
@@ -198,8 +219,9 @@ describe('e-mail bot: SIGKILL at five points, five times each: exactly one reply
   let chains: Array<Promise<void>> | undefined;
   for (const [index, point] of POINTS.entries()) {
     it(`SIGKILL ${point.title}, ${REPETITIONS} times`, async () => {
-      chains ??= POINTS.map((each) => {
-        const chain = runChain(each);
+      chains ??= POINTS.map((each, position) => {
+        const setup = prepared[position];
+        const chain = setup === undefined ? Promise.reject(new Error('chain not prepared')) : runChain(each, setup);
         chain.catch(() => undefined); // awaited by its own test
         return chain;
       });
