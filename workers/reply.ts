@@ -58,9 +58,9 @@ function messageRowOf(row: TurnRow, alias: 'm' | 'r'): MessageRow | undefined {
  * Loads a turn with one statement, in one round trip (see inTenant): the conversation with its status, the bot's
  * version (its profile only when this worker does not hold that version), the message, and a reply already stored.
  */
-async function loadTurn(kernel: Kernel, profiles: BotProfileCache, data: JobData<'bot-reply'>, knowledge: boolean): Promise<Turn> {
+async function loadTurn(kernel: Kernel, profiles: BotProfileCache, data: JobData<'bot-reply'>, knowledge: boolean, forceProfile = false): Promise<Turn> {
   const ring = kernel.keys.columnRing;
-  const heldVersion = data.botId === undefined ? NO_VERSION : profiles.versionOf(data.botId);
+  const heldVersion = data.botId === undefined || forceProfile ? NO_VERSION : profiles.versionOf(data.botId);
   const statement = kernel.db.raw(
     `SELECT c.bot_id, c.channel, c.status, b.deleted_at IS NULL AS bot_live, ${BOT_VERSION} AS bot_version,
        CASE WHEN b.id = ? AND ${BOT_VERSION} = ? THEN NULL ELSE jsonb_build_object('name', b.name, 'rules', b.rules, 'llm', b.llm) END AS bot_profile,
@@ -82,7 +82,8 @@ async function loadTurn(kernel: Kernel, profiles: BotProfileCache, data: JobData
   const message = messageRowOf(row, 'm');
   if (message === undefined || !row.bot_live) return { kind: 'gone' };
   const profile = profiles.profileAt(row.bot_id, row.bot_version, row.bot_profile);
-  if (profile === undefined) throw new Error('the turn statement sent no profile for a bot version this worker does not hold');
+  // The copy this worker held went meanwhile (the cache was full and cleared): read the turn again with the profile.
+  if (profile === undefined) return loadTurn(kernel, profiles, data, knowledge, true);
   return { kind: 'open', conversation, message: openMessageRow(ring, message), profile, hasKnowledge: row.has_knowledge };
 }
 

@@ -185,43 +185,64 @@ export class ImapMailbox {
   }
 }
 
-/** How long a kept connection may stay on the address its destination was checked at before the policy is asked again. */
+/** How long kept connections may stay on the address their destination was checked at before the policy is asked again. */
 const RECHECK_MS = 5 * 60_000;
 
+interface BotSessions {
+  fingerprint: string;
+  checkedAt: number;
+  slots: Array<Promise<ImapMailbox> | undefined>;
+  next: number;
+}
+
 /**
- * One kept IMAP connection per bot for the outbound side (Sent folder search and APPEND): connected on first use,
- * connected again when it dropped, when the settings changed or every few minutes (the egress policy is asked
- * each time, so a name that now resolves to an internal address is refused).
+ * A few kept IMAP connections per bot for the outbound side (Sent folder search and APPEND), used in turn so that
+ * replies are appended side by side: each is connected on first use and again when it dropped; all are replaced
+ * when the settings change and every few minutes (the egress policy is asked each time, so a name that now
+ * resolves to an internal address is refused).
  */
 export class ImapSessions {
-  private readonly sessions = new Map<string, { fingerprint: string; checkedAt: number; mailbox: Promise<ImapMailbox> }>();
+  private readonly bots = new Map<string, BotSessions>();
 
-  constructor(private readonly egress: EgressPolicy) {}
+  constructor(
+    private readonly egress: EgressPolicy,
+    private readonly perBot = 3,
+  ) {}
 
-  /** The bot's connection; throws EgressDeniedError (or EgressResolveError) when the policy refuses its server. */
+  /** One of the bot's connections; throws EgressDeniedError (or EgressResolveError) when the policy refuses its server. */
   async get(botId: string, endpoint: EmailEndpoint): Promise<ImapMailbox> {
     const fingerprint = createHash('sha256').update(JSON.stringify(endpoint)).digest('hex');
-    const existing = this.sessions.get(botId);
-    if (existing !== undefined && existing.fingerprint === fingerprint && Date.now() - existing.checkedAt < RECHECK_MS) {
-      const mailbox = await existing.mailbox.catch(() => undefined);
-      if (mailbox?.usable === true) return mailbox;
+    let sessions = this.bots.get(botId);
+    if (sessions !== undefined && (sessions.fingerprint !== fingerprint || Date.now() - sessions.checkedAt >= RECHECK_MS)) {
+      this.release(sessions);
+      sessions = undefined;
     }
-    if (existing !== undefined) {
-      this.sessions.delete(botId);
-      void existing.mailbox.then((mailbox) => mailbox.close()).catch(() => undefined);
+    if (sessions === undefined) {
+      sessions = { fingerprint, checkedAt: Date.now(), slots: [], next: 0 };
+      this.bots.set(botId, sessions);
     }
+    const slot = sessions.next % this.perBot;
+    sessions.next += 1;
+    const kept = await sessions.slots[slot]?.catch(() => undefined);
+    if (kept?.usable === true) return kept;
+    kept?.close();
     const mailbox = imapDestination(this.egress, endpoint).then((destination) => ImapMailbox.connect(endpoint, destination));
-    this.sessions.set(botId, { fingerprint, checkedAt: Date.now(), mailbox });
+    sessions.slots[slot] = mailbox;
     try {
       return await mailbox;
     } catch (error) {
-      if (this.sessions.get(botId)?.mailbox === mailbox) this.sessions.delete(botId);
+      if (sessions.slots[slot] === mailbox) sessions.slots[slot] = undefined;
       throw error;
     }
   }
 
+  private release(sessions: BotSessions): void {
+    for (const slot of sessions.slots) void slot?.then((opened) => opened.close()).catch(() => undefined);
+    sessions.slots = [];
+  }
+
   closeAll(): void {
-    for (const { mailbox } of this.sessions.values()) void mailbox.then((opened) => opened.close()).catch(() => undefined);
-    this.sessions.clear();
+    for (const sessions of this.bots.values()) this.release(sessions);
+    this.bots.clear();
   }
 }

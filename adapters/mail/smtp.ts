@@ -13,7 +13,7 @@ export function smtpDestination(egress: EgressPolicy, endpoint: EmailEndpoint, f
 }
 
 /** Connections of one bot's pool and messages per connection before it is replaced. */
-export const POOL_LIMITS = { maxConnections: 5, maxMessages: 500 } as const;
+export const POOL_LIMITS = { maxConnections: 10, maxMessages: 500 } as const;
 
 /**
  * The one place SMTP transport options are built. The socket goes to the checked address; the certificate is

@@ -94,7 +94,8 @@ class ChatHandlers {
   /** One listener for every socket: Socket.IO calls it with the socket as `this`. */
   private listenerFor<S extends z.ZodType>(schema: S, handle: Handler<S>): (this: ChatSocket, payload: unknown, ack?: Ack) => void {
     const handleEvent = (socket: ChatSocket, payload: unknown, reply: Ack): void => {
-      this.states.get(socket)?.track(this.handleEvent(socket, schema, handle, payload, reply));
+      const handling = this.handleEvent(socket, schema, handle, payload, reply);
+      this.states.get(socket)?.track(handling);
     };
     return function (this: ChatSocket, payload: unknown, ack?: Ack): void {
       handleEvent(this, payload, typeof ack === 'function' ? ack : () => undefined);

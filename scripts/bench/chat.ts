@@ -229,7 +229,9 @@ async function countRoundTrips(target: LoadTarget, redisUrl: string, database: T
   // The audit worker batches; give the last batch time to be written.
   await new Promise((done) => setTimeout(done, 500));
   const statements = await countStatements(database.ownerDb, new URL(database.url).pathname.slice(1));
-  return { messages: run.completed, redis: counter.stop(processes), statements };
+  const redis = counter.stop(processes);
+  if (counter.failure !== undefined) throw new Error(`the Redis MONITOR stream broke (${counter.failure}): no round trips to report`);
+  return { messages: run.completed, redis, statements };
 }
 
 function latencyCells(run: LoadRun): string[] {

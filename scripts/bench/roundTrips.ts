@@ -22,8 +22,13 @@ export class RedisCommandCounter {
     this.monitorConnection = new Redis(redisUrl, { maxRetriesPerRequest: null });
   }
 
+  /** Set when the MONITOR stream broke (ioredis may lose track of a busy one): the counts are then incomplete. */
+  failure: string | undefined;
+
   async start(): Promise<void> {
+    this.monitorConnection.on('error', (error: Error) => (this.failure ??= error.message));
     this.monitor = await this.monitorConnection.monitor();
+    this.monitor.on('error', (error: Error) => (this.failure ??= error.message));
     this.monitor.on('monitor', (_time: string, args: string[], source: string) => this.count(source, (args[0] ?? '').toLowerCase()));
   }
 

@@ -1,5 +1,5 @@
 import { spawn, type ChildProcess } from 'node:child_process';
-import { readFileSync, rmSync } from 'node:fs';
+import { existsSync, readFileSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { availableParallelism } from 'node:os';
 import { fileURLToPath } from 'node:url';
@@ -131,7 +131,12 @@ async function settledMemory(server: Server): Promise<Memory> {
   await sleep(SETTLE_MS);
   rmSync(server.memoryFile, { force: true });
   process.kill(server.pid, 'SIGUSR2');
-  await sleep(1000);
+  // The file appears once the collection is over (a second or more on a busy machine with a large heap).
+  for (let waited = 0; !existsSync(server.memoryFile); waited += 100) {
+    if (waited > 60_000) throw new Error(`no memory report from process ${server.pid}`);
+    await sleep(100);
+  }
+  await sleep(200);
   const usage = JSON.parse(readFileSync(server.memoryFile, 'utf8')) as { heapUsed: number; external: number };
   return { rss: rssBytes(server.pid), live: usage.heapUsed + usage.external };
 }

@@ -4,7 +4,8 @@ import { apiTestConfig, startTestApi, type TestApi } from '../helpers/api.js';
 import { restOk, signedInUser, signOutAll, type SignedInUser } from '../helpers/chat.js';
 import { uniqueQueuePrefix } from '../helpers/config.js';
 import { createTestDatabase, type TestDatabase } from '../helpers/db.js';
-import { addMailUser, channelFor, deliver, deliverRaw, ensureMailServer, startSmtpPeer, startTestEmailWorker, waitForInbox, type MailboxMessage, type MailUser, type SmtpPeer } from '../helpers/mail.js';
+import { addMailUser, channelFor, deliver, deliverRaw, ensureMailServer, readSent, startSmtpPeer, startTestEmailWorker, waitForInbox, type MailboxMessage, type MailUser, type SmtpPeer } from '../helpers/mail.js';
+import { waitFor } from '../helpers/process.js';
 
 const header = (message: MailboxMessage, name: string): string | undefined => {
   const value = message.parsed.headers.get(name);
@@ -74,6 +75,12 @@ describe('e-mail bot: IMAP in, SMTP out, threaded and loop-safe', function () {
     expect(reply.parsed.messageId).to.be.a('string').and.not.equal('<first-1@alice.example>');
     expect(smtp.messages.at(-1)?.to).to.deep.equal([sender.address]);
     const conversations = await botConversations();
+    // The Message-ID is the bot message's id at the bot's domain; the same message is kept in the bot's Sent folder, read.
+    const botMessage = await database.ownerDb('messages').where({ conversation_id: conversations, role: 'bot' }).first<{ id: string }>('id');
+    expect(reply.parsed.messageId).to.equal(`<${botMessage?.id ?? ''}@${bot.address.split('@')[1] ?? ''}>`);
+    const sent = await waitFor(async () => ((await readSent(bot)).length === 1 ? readSent(bot) : undefined), 10_000, 100);
+    expect(sent[0]?.parsed.messageId).to.equal(reply.parsed.messageId);
+    expect(sent[0]?.flags?.has('\\Seen')).to.equal(true);
 
     await deliver({ from: sender.address, to: bot.address, subject: 'Re: Question', text: 'again please\n\nOn Monday the bot wrote:\n> Hi from the bot', messageId: '<second-2@alice.example>', inReplyTo: reply.parsed.messageId, references: ['<first-1@alice.example>', String(reply.parsed.messageId)] });
     const both = await waitForInbox(sender, (messages) => messages.length >= 2);

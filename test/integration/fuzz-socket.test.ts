@@ -109,7 +109,7 @@ describe('fuzz: Socket.IO events', function () {
     const valid = schema !== undefined && schema.safeParse(delivered).success && findUnsafeText(delivered) === undefined;
     if (schema === undefined) expect(ack, context).to.deep.equal({ ok: false, error: 'unknown_event' });
     else if (!valid) expect(ack, context).to.deep.equal({ ok: false, error: 'invalid_request' });
-    else if (!ack.ok) expect(['not_found', 'rate_limited', 'message_too_large', 'unauthorized'], context).to.include(ack.error);
+    else if (!ack.ok) expect(['not_found', 'rate_limited', 'message_too_large', 'unauthorized', 'handoff_required'], context).to.include(ack.error);
     return ack;
   }
 

@@ -202,6 +202,7 @@ describe('OpenAPI 3.1 document (/api/openapi.json)', function () {
     const fileId = String((JSON.parse(upload.body.toString()) as { id: string }).id);
     const ids: Record<string, string> = {
       '/api/bots/:id': botId,
+      '/api/bots/:id/email/quarantine': botId,
       '/api/bots/:id/knowledge': botId,
       '/api/bots/:id/knowledge/search': botId,
       '/api/conversations/:id': conversationId,

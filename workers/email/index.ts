@@ -23,7 +23,7 @@ export function startEmailWorker(kernel: Kernel, options: Partial<EmailWorkerOpt
       const result = await sendEmailReply(kernel, connections, data, retried);
       if (result === 'already') log.info('email reply already in Sent: not sent again', { jobId: job.id });
     },
-    { concurrency: 10 },
+    { concurrency: 20 },
   );
   const inbound = new MailboxLeases(kernel, settings);
   inbound.start();

@@ -1,8 +1,8 @@
 import { UnrecoverableError } from 'bullmq';
 import { composeReply, permanentlyRefused, sendComposed, type ComposedReply, type ImapMailbox, type ImapSessions, type SmtpPools } from '../../adapters/mail/index.js';
-import { findMessage } from '../../shared/chat/index.js';
+import { MESSAGE_COLUMNS, openMessageRow, type MessageRow } from '../../shared/chat/index.js';
 import { openString } from '../../shared/crypto/index.js';
-import { withTenant } from '../../shared/db/index.js';
+import { inTenant } from '../../shared/db/index.js';
 import { emailMessageIdIndex, openEmailChannel, type EmailChannel } from '../../shared/email/channel.js';
 import { isSafeAddress, replySubject, type InboundMeta } from '../../shared/email/message.js';
 import type { Kernel } from '../../shared/kernel.js';
@@ -12,9 +12,6 @@ import type { JobData } from '../../shared/queue/index.js';
 import { auditEgressRefusal } from './channel.js';
 import { crashPoint } from './crash-points.js';
 import { metaAad } from './store-inbound.js';
-
-/** How long the "a send of this reply was started" mark lives in Redis. */
-const STARTED_TTL_S = 30 * 24 * 3600;
 
 interface OutboundContext {
   channel: EmailChannel;
@@ -30,28 +27,40 @@ export function replyMessageId(botMessageId: string, botAddress: string): string
   return `${botMessageId}@${botAddress.slice(botAddress.lastIndexOf('@') + 1).toLowerCase()}`;
 }
 
+interface OutboundRow extends MessageRow {
+  inbound_meta: string | null;
+  inbound_index: string | null;
+  bot_id: string;
+  bot_channel: string | null;
+  bot_deleted_at: Date | null;
+}
+
 /**
- * Reads what the reply needs and records the reply's Message-ID index on the bot message (a reply to the reply
- * then finds this conversation by its In-Reply-To), in one transaction.
+ * Reads what the reply needs in one statement (the reply, the sealed headers of the mail it answers, the bot's
+ * channel), then records the reply's Message-ID index on the bot message, so that a reply to the reply finds this
+ * conversation by its In-Reply-To.
  */
 async function loadOutbound(kernel: Kernel, data: JobData<'email-outbound'>): Promise<OutboundContext> {
-  return withTenant(kernel.db, data.tenantId, async (trx) => {
-    const reply = await findMessage(trx, kernel.keys.columnRing, data.botMessageId);
-    if (reply === undefined || reply.replyTo !== data.replyToMessageId || reply.conversationId !== data.conversationId) throw new UnrecoverableError('the reply no longer exists');
-    const inbound = await trx('messages').where({ id: data.replyToMessageId }).first<{ email_meta_ciphertext: string | null; email_message_id_index: string | null } | undefined>('email_meta_ciphertext', 'email_message_id_index');
-    if (inbound?.email_meta_ciphertext == null || inbound.email_message_id_index === null) throw new UnrecoverableError('the answered message did not come by e-mail');
-    const bot = await trx('conversations')
-      .join('bots', 'bots.id', 'conversations.bot_id')
-      .where('conversations.id', data.conversationId)
-      .whereNull('bots.deleted_at')
-      .first<{ id: string; email_channel_ciphertext: string | null } | undefined>('bots.id', 'bots.email_channel_ciphertext');
-    if (bot?.email_channel_ciphertext == null) throw new UnrecoverableError('the bot has no e-mail channel any more');
-    const channel = openEmailChannel(kernel.keys.columnRing, bot.id, bot.email_channel_ciphertext);
-    const meta = JSON.parse(openString(kernel.keys.columnRing, inbound.email_meta_ciphertext, metaAad(data.replyToMessageId))) as InboundMeta;
-    const outgoingId = replyMessageId(data.botMessageId, channel.address);
-    await trx('messages').where({ id: data.botMessageId }).update({ email_message_id_index: emailMessageIdIndex(kernel.keys.blindIndexKey, bot.id, outgoingId) });
-    return { channel, botId: bot.id, meta, text: reply.text, outgoingId };
-  });
+  const [row] = await inTenant<OutboundRow>(
+    kernel.db,
+    data.tenantId,
+    kernel
+      .db('messages as r')
+      .join('messages as i', 'i.id', 'r.reply_to')
+      .join('conversations as c', 'c.id', 'r.conversation_id')
+      .join('bots as b', 'b.id', 'c.bot_id')
+      .where('r.id', data.botMessageId)
+      .select([...MESSAGE_COLUMNS.map((column) => `r.${column}`), 'i.email_meta_ciphertext as inbound_meta', 'i.email_message_id_index as inbound_index', 'b.id as bot_id', 'b.email_channel_ciphertext as bot_channel', 'b.deleted_at as bot_deleted_at']),
+  );
+  if (row === undefined || row.reply_to !== data.replyToMessageId || row.conversation_id !== data.conversationId) throw new UnrecoverableError('the reply no longer exists');
+  if (row.inbound_meta === null || row.inbound_index === null) throw new UnrecoverableError('the answered message did not come by e-mail');
+  if (row.bot_deleted_at !== null || row.bot_channel === null) throw new UnrecoverableError('the bot has no e-mail channel any more');
+  const reply = openMessageRow(kernel.keys.columnRing, row);
+  const channel = openEmailChannel(kernel.keys.columnRing, row.bot_id, row.bot_channel);
+  const meta = JSON.parse(openString(kernel.keys.columnRing, row.inbound_meta, metaAad(data.replyToMessageId))) as InboundMeta;
+  const outgoingId = replyMessageId(data.botMessageId, channel.address);
+  await inTenant(kernel.db, data.tenantId, kernel.db('messages').where({ id: data.botMessageId }).update({ email_message_id_index: emailMessageIdIndex(kernel.keys.blindIndexKey, row.bot_id, outgoingId) }));
+  return { channel, botId: row.bot_id, meta, text: reply.text, outgoingId };
 }
 
 export interface OutboundConnections {
@@ -80,10 +89,10 @@ async function keepInSent(connections: OutboundConnections, context: OutboundCon
 /**
  * Sends the bot's reply to one inbound mail so that the recipient sees it once. The reply's Message-ID is derived
  * from the bot message id. After the SMTP server accepted it, the same bytes are appended to the mailbox's Sent
- * folder (flagged \Seen). A retried job (a Redis mark says a send was started, or the job ran before) first searches
- * Sent for the Message-ID and sends only when it is absent. What is left in doubt is a crash between the server's
- * acceptance and the APPEND: the reply is then sent again with the same Message-ID (which mail clients and receiving
- * systems collapse), never dropped. The IMAP connection is made before anything is sent.
+ * folder (flagged \Seen). A retried job (it failed before, or its worker died holding it: BullMQ counts every
+ * start) first searches Sent for the Message-ID and sends only when it is absent. What is left in doubt is a crash
+ * between the server's acceptance and the APPEND: the reply is then sent again with the same Message-ID (which mail
+ * clients and receiving systems collapse), never dropped. The IMAP connection is made before anything is sent.
  */
 export async function sendEmailReply(kernel: Kernel, connections: OutboundConnections, data: JobData<'email-outbound'>, retried: boolean): Promise<'sent' | 'already'> {
   const context = await loadOutbound(kernel, data);
@@ -92,8 +101,7 @@ export async function sendEmailReply(kernel: Kernel, connections: OutboundConnec
   const messageId = `<${context.outgoingId}>`;
   const mailbox = await connections.imap.get(context.botId, channel.imap).catch((error: unknown) => refusedByPolicy(kernel, data.tenantId, context.botId, error));
   const transport = await connections.smtp.get(context.botId, channel.smtp).catch((error: unknown) => refusedByPolicy(kernel, data.tenantId, context.botId, error));
-  const started = (await kernel.redis.set(`${kernel.queues.prefix}:email:sending:${data.botMessageId}`, '1', 'EX', STARTED_TTL_S, 'NX')) === 'OK';
-  if ((retried || !started) && (await mailbox.holdsMessageId(await mailbox.sentFolder(), messageId))) return 'already';
+  if (retried && (await mailbox.holdsMessageId(await mailbox.sentFolder(), messageId))) return 'already';
   const message = await composeReply({
     from: { name: '', address: channel.address },
     to: { name: meta.from.name, address: meta.from.address },

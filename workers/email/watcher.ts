@@ -194,9 +194,7 @@ export class MailboxWatcher {
     const sameEpoch = state !== undefined && state.uid_validity !== null && Number(state.uid_validity) === uidValidity;
     const lastUid = sameEpoch ? Number(state.last_uid ?? 0) : 0;
     if (!sameEpoch && state !== undefined) log.info('mailbox UIDVALIDITY changed: re-syncing by Message-ID', { botId: this.botId });
-    const tList = Date.now();
     const entries = await mailbox.listAfter(lastUid);
-    if (process.env.E13_TIMING === '1') process.stderr.write(`list ${entries.length} ${Date.now() - tList}ms\n`);
     if (entries.length === 0) return;
     const started = Date.now();
     const attempts = new AttemptCounter(this.kernel.redis, this.kernel.queues.prefix, this.botId, uidValidity);
@@ -209,9 +207,7 @@ export class MailboxWatcher {
       const first = step.entries[0];
       const last = step.entries.at(-1);
       if (first === undefined || last === undefined) continue;
-      const tFetch = Date.now();
       const fetched = await mailbox.fetchRange(first.uid, last.uid);
-      if (process.env.E13_TIMING === '1') process.stderr.write(`fetch ${fetched.length} ${Date.now() - tFetch}ms\n`);
       if (fetched.length === 0) continue;
       await crashPoint(this.kernel, 'inbound-after-fetch');
       await this.handleBatch(channel, uidValidity, attempts, fetched);
@@ -229,11 +225,8 @@ export class MailboxWatcher {
     if (!(await attempts.anyStarted(uids))) {
       await attempts.begin(uids);
       try {
-        const tParse = Date.now();
         const items = await Promise.all(fetched.map(async (message): Promise<BatchItem> => ({ kind: 'mail', uid: message.uid, source: message.source, mail: await parseMail(message.source) })));
-        const tStore = Date.now();
         await this.finish(channel, uidValidity, attempts, items);
-        if (process.env.E13_TIMING === '1') process.stderr.write(`parse ${items.length} ${tStore - tParse}ms store+follow ${Date.now() - tStore}ms\n`);
         return;
       } catch (error) {
         if (this.stopped || isDependencyFailure(error)) {
