@@ -167,17 +167,12 @@ describe('e-mail bot: SIGKILL at five points, five times each: exactly one reply
     const inbound: string[] = [];
     const poller = await SentFolderPoller.open(bot);
     let next = startProcess(prefix, botId, point.crash);
-    const t0 = Date.now();
-    const mark = (what: string): void => { if (process.env.E13_TRACE === '1') process.stderr.write(`${point.crash ?? 'stall'} ${Date.now() - t0} ${what}\n`); };
     for (let repetition = 0; repetition < REPETITIONS; repetition += 1) {
       const current = next;
-      mark(`rep ${repetition} go`);
       await current.go();
-      mark('ready');
       next = startProcess(prefix, botId, point.crash);
       // The fresh process first recovers what its predecessor left.
       await waitAnswered(poller, inbound);
-      mark('recovered');
       const stalled = point.crash === undefined ? smtp.stallNext() : undefined;
       if (point.crash !== undefined) await api.kernel.redis.set(`${prefix}:test:email-crash`, point.crash);
       const ids = Array.from({ length: point.mails }, (_, index) => `<${point.crash ?? 'stall'}-${repetition}-${index}-${botId.slice(0, 8)}@sender.example>`);
@@ -188,9 +183,7 @@ describe('e-mail bot: SIGKILL at five points, five times each: exactly one reply
         current.child.kill('SIGKILL');
         stalled.release();
       }
-      mark('delivered');
       expect(await current.exited, `repetition ${repetition + 1}`).to.equal('SIGKILL');
-      mark('killed');
     }
     await next.go();
     try {

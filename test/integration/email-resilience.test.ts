@@ -202,8 +202,7 @@ describe('e-mail bot: exactly once across restarts and UIDVALIDITY changes; pois
     }
   });
 
-  // Pending (issue 13 stays open): the reply-limit's /metrics counter and first-refusal audit do not pass yet.
-  it.skip('answers at most maxRepliesPerSenderPerHour mails of a correspondent: the rest are counted in /metrics, the first refusal is audited once', async () => {
+  it('answers at most maxRepliesPerSenderPerHour mails of a correspondent: the rest are counted in /metrics, the first refusal is audited once', async () => {
     const { bot, sender, botId } = await mailBot(2);
     const other = { address: `other-${botId.slice(0, 8)}@sender.example` };
     const before = await metric('botserver_email_replies_refused_total', 'reason="reply_limit"');

@@ -224,16 +224,20 @@ export class MailboxWatcher {
     const uids = fetched.map((message) => message.uid);
     if (!(await attempts.anyStarted(uids))) {
       await attempts.begin(uids);
+      let outcomes: Outcome[] | undefined;
       try {
         const items = await Promise.all(fetched.map(async (message): Promise<BatchItem> => ({ kind: 'mail', uid: message.uid, source: message.source, mail: await parseMail(message.source) })));
-        await this.finish(channel, uidValidity, attempts, items);
-        return;
+        outcomes = await storeBatch(this.scope, channel, uidValidity, items);
       } catch (error) {
         if (this.stopped || isDependencyFailure(error)) {
           await attempts.undo(uids).catch(() => undefined);
           throw error;
         }
         log.warn('a batch of inbound mail failed: handling its mails one at a time', { botId: this.botId, mails: uids.length, error: error instanceof Error ? error.name : 'unknown' });
+      }
+      if (outcomes !== undefined) {
+        await this.stored(attempts, outcomes);
+        return;
       }
     }
     for (const message of fetched) {
@@ -249,8 +253,9 @@ export class MailboxWatcher {
       await this.finish(channel, uidValidity, attempts, [{ kind: 'quarantine', uid, size: source.length, reason: await attempts.reason(uid), attempts: count - 1 }]);
       return;
     }
+    let outcomes: Outcome[];
     try {
-      await this.finish(channel, uidValidity, attempts, [{ kind: 'mail', uid, source, mail: await parseMail(source) }]);
+      outcomes = await storeBatch(this.scope, channel, uidValidity, [{ kind: 'mail', uid, source, mail: await parseMail(source) }]);
     } catch (error) {
       if (this.stopped || isDependencyFailure(error)) {
         await attempts.undo([uid]).catch(() => undefined);
@@ -260,18 +265,27 @@ export class MailboxWatcher {
       if (count < this.options.maxAttempts) throw error;
       log.warn('inbound mail failed on its last attempt', { botId: this.botId, uid, error: error instanceof Error ? error.name : 'unknown' });
       await this.finish(channel, uidValidity, attempts, [{ kind: 'quarantine', uid, size: source.length, reason: 'failed', attempts: count }]);
+      return;
     }
+    await this.stored(attempts, outcomes);
   }
 
-  /** Stores the items in one transaction, then forgets their attempts and queues their files and replies. */
+  /** Stores the items in one transaction, then does what their outcomes need. */
   private async finish(channel: EmailChannel, uidValidity: number, attempts: AttemptCounter, items: readonly BatchItem[]): Promise<void> {
-    const outcomes = await storeBatch(this.scope, channel, uidValidity, items);
+    await this.stored(attempts, await storeBatch(this.scope, channel, uidValidity, items));
+  }
+
+  /**
+   * After the commit: forgets the mails' attempts and queues their files and replies. A failure here is no fault of
+   * the mails (they are stored); a crash before it is covered by reconcile().
+   */
+  private async stored(attempts: AttemptCounter, outcomes: readonly Outcome[]): Promise<void> {
     await attempts.finish(outcomes.map((outcome) => outcome.uid));
     if (outcomes.some((outcome) => outcome.kind === 'stored')) await crashPoint(this.kernel, 'inbound-after-store');
     await Promise.all(outcomes.map((outcome) => this.follow(outcome)));
   }
 
-  /** What a stored outcome still needs outside the transaction. A crash before it is covered by reconcile(). */
+  /** What one outcome still needs outside the transaction. */
   private async follow(outcome: Outcome): Promise<void> {
     switch (outcome.kind) {
       case 'stored':
