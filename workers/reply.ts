@@ -51,7 +51,16 @@ const prefixed = (alias: string): string => MESSAGE_COLUMNS.map((column) => `${a
 /** A message row out of the turn row's `m_` or `r_` columns; undefined when the join found none. */
 function messageRowOf(row: TurnRow, alias: 'm' | 'r'): MessageRow | undefined {
   if (row[`${alias}_id`] === null) return undefined;
-  return Object.fromEntries(MESSAGE_COLUMNS.map((column) => [column, row[`${alias}_${column}`]])) as unknown as MessageRow;
+  const column = (name: keyof MessageRow): unknown => row[`${alias}_${name}`];
+  return {
+    id: String(column('id')),
+    conversation_id: String(column('conversation_id')),
+    role: column('role') as MessageRow['role'],
+    text_ciphertext: String(column('text_ciphertext')),
+    created_at: column('created_at') as Date,
+    reply_to: (column('reply_to') as string | null) ?? null,
+    sources_ciphertext: (column('sources_ciphertext') as string | null) ?? null,
+  };
 }
 
 /**
