@@ -1,3 +1,4 @@
+import { benchProcessEnv } from './chatProcesses.js';
 import { mkdirSync, readdirSync, statSync } from 'node:fs';
 import { availableParallelism } from 'node:os';
 import { join, resolve } from 'node:path';
@@ -5,12 +6,11 @@ import { performance } from 'node:perf_hooks';
 import pg from 'pg';
 import type { Socket } from 'socket.io-client';
 import { withDatabaseName } from '../../shared/db/index.js';
-import { generateJwtPrivateKeyPem } from '../../shared/config/index.js';
 import { REPLY_CONCURRENCY } from '../../workers/reply.js';
 import { closeAllClients, connectClient, createBot, createConversation, signedInUser, signOutAll, type ChatClient, type AckResponse, type MessageNewEvent } from '../../test/helpers/chat.js';
-import { randomHexKey, testConfig } from '../../test/helpers/config.js';
+import { testConfig } from '../../test/helpers/config.js';
 import { createTestDatabase, type TestDatabase } from '../../test/helpers/db.js';
-import { CLI_PATH, cleanupProcesses, freePort, makeTempDir, startCli, startPrivateRedis, waitForHttpOk, type CliEntry, type EnvOverrides, type PrivateRedis, type RunningCli } from '../../test/helpers/process.js';
+import { CLI_PATH, cleanupProcesses, freePort, startCli, startPrivateRedis, waitForHttpOk, type CliEntry, type EnvOverrides, type PrivateRedis, type RunningCli } from '../../test/helpers/process.js';
 import { startPrivatePostgres, type PrivateService } from '../../test/helpers/private-services.js';
 import { PAYLOAD_CHARS, startBareLoop } from './bullmqBaseline.js';
 import { summariseProfile } from './cpuProfile.js';
@@ -326,14 +326,7 @@ export async function run(args: string[]): Promise<number> {
     [database, redis] = await Promise.all([createTestDatabase(), freePort().then((port) => startPrivateRedis(port))]);
     if (profileDir !== undefined) await database.ownerDb.raw('CREATE EXTENSION IF NOT EXISTS pg_stat_statements');
     const env: EnvOverrides = {
-      DATABASE_URL: database.url,
-      REDIS_URL: redis.url,
-      BOTSERVER_DATA_DIR: makeTempDir('botserver-bench-data-'),
-      BOTSERVER_JWT_SECRET: randomHexKey(),
-      BOTSERVER_ENCRYPTION_KEY: randomHexKey(),
-      DATABASE_ENCRYPTION_KEY: randomHexKey(),
-      BOTSERVER_JWT_PRIVATE_KEY: generateJwtPrivateKeyPem(),
-      BOTSERVER_QUEUE_PREFIX: '{bench}',
+      ...benchProcessEnv(database.url, redis.url),
       // As in production: a per-message log line at `info` would show here.
       LOG_LEVEL: 'info',
       // Every lane's messages come from a few sockets of one account on 127.0.0.1: keep the limits out of it.

@@ -79,23 +79,27 @@ function row(run: Measured): string[] {
   ];
 }
 
+/** What every process of a multi-process bench shares: the throwaway database, the private Redis, fresh keys. */
+export function benchProcessEnv(databaseUrl: string, redisUrl: string): EnvOverrides {
+  return {
+    DATABASE_URL: databaseUrl,
+    REDIS_URL: redisUrl,
+    BOTSERVER_DATA_DIR: makeTempDir('botserver-bench-data-'),
+    BOTSERVER_JWT_SECRET: randomHexKey(),
+    BOTSERVER_ENCRYPTION_KEY: randomHexKey(),
+    DATABASE_ENCRYPTION_KEY: randomHexKey(),
+    BOTSERVER_JWT_PRIVATE_KEY: generateJwtPrivateKeyPem(),
+    BOTSERVER_QUEUE_PREFIX: '{bench}',
+  };
+}
+
 export async function runWithProcesses(clients: number, messages: number, layout: { api: number; workers: number }): Promise<number> {
   let database: TestDatabase | undefined;
   let redis: PrivateRedis | undefined;
   const processes: RunningCli[] = [];
   try {
     [database, redis] = await Promise.all([createTestDatabase(), freePort().then(startPrivateRedis)]);
-    const env: EnvOverrides = {
-      DATABASE_URL: database.url,
-      REDIS_URL: redis.url,
-      BOTSERVER_DATA_DIR: makeTempDir('botserver-bench-data-'),
-      BOTSERVER_JWT_SECRET: randomHexKey(),
-      BOTSERVER_ENCRYPTION_KEY: randomHexKey(),
-      DATABASE_ENCRYPTION_KEY: randomHexKey(),
-      BOTSERVER_JWT_PRIVATE_KEY: generateJwtPrivateKeyPem(),
-      BOTSERVER_QUEUE_PREFIX: '{bench}',
-      LOG_LEVEL: 'warn',
-    };
+    const env: EnvOverrides = { ...benchProcessEnv(database.url, redis.url), LOG_LEVEL: 'warn' };
     const config = testConfig(Object.fromEntries(Object.entries(env).filter((entry): entry is [string, string] => entry[1] !== undefined)));
 
     const first = await startApi(env);
