@@ -123,7 +123,7 @@ protocol lmtp {
 }
 CONF
   say "starting Dovecot (IMAP 127.0.0.1:$imap_port, LMTP 127.0.0.1:$lmtp_port)"
-  dovecot -c "$dir/dovecot.conf" || { say "Dovecot did not start (see $dir/dovecot.log)"; return 1; }
+  dovecot -c "$dir/dovecot.conf" </dev/null >>"$dir/dovecot.log" 2>&1 || { say "Dovecot did not start (see $dir/dovecot.log)"; return 1; }
   wait_port 127.0.0.1 "$imap_port" && wait_port 127.0.0.1 "$lmtp_port" || { say "Dovecot does not answer (see $dir/dovecot.log)"; return 1; }
 }
 
