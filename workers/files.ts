@@ -32,7 +32,7 @@ async function nextStep(kernel: Kernel, data: JobData<'file-encrypt'>): Promise<
  * The staged file is already the encrypted object (its writer sealed it under the file's own data key as it
  * arrived). Before storing it, its header must open under the file's wrapped key and its size must be exactly what
  * the recorded plaintext size gives: a staged file that was cut, swapped or written under another key never
- * reaches storage. Then it is streamed to the store as it is: memory holds the upload's parts, whatever the size.
+ * reaches storage. Then the file is stored as it is: memory holds the upload's part buffers, whatever the size.
  */
 async function storeStaged(kernel: Kernel, storage: ObjectStorage, staging: FileStaging, row: FileRow): Promise<void> {
   try {
@@ -48,7 +48,10 @@ async function storeStaged(kernel: Kernel, storage: ObjectStorage, staging: File
     }
     throw error;
   }
-  await storage.put(row.storage_key, staging.reader(row.tenant_id, row.id));
+  const stagedSize = await staging.stagedSize(row.tenant_id, row.id);
+  if (stagedSize === undefined) throw new UnrecoverableError('staged file is missing');
+  // Verified above: the staged size is exactly the size the recorded plaintext size gives.
+  await storage.putFile(row.storage_key, staging.path(row.tenant_id, row.id, 'staged'), stagedSize);
 }
 
 export async function encryptFile(kernel: Kernel, storage: ObjectStorage, staging: FileStaging, data: JobData<'file-encrypt'>): Promise<void> {
@@ -66,11 +69,15 @@ export async function encryptFile(kernel: Kernel, storage: ObjectStorage, stagin
   await staging.remove(data.tenantId, data.fileId);
 }
 
+/**
+ * The staged copy goes first, so a file seen `failed` has nothing left in staging; a crash in between leaves the
+ * row pending, and the job's retry finds the staged file missing and ends here again.
+ */
 async function markFailed(kernel: Kernel, staging: FileStaging, data: JobData<'file-encrypt'>, reason: string): Promise<void> {
+  await staging.remove(data.tenantId, data.fileId);
   await withTenant(kernel.db, data.tenantId, (trx) =>
     trx('files').where({ id: data.fileId, status: 'pending' }).update({ status: 'failed', failure_reason: reason.slice(0, 200), updated_at: trx.fn.now() }),
   );
-  await staging.remove(data.tenantId, data.fileId);
 }
 
 /**

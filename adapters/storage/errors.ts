@@ -13,3 +13,8 @@ export class StorageRangeError extends AppError {
     super('range_not_satisfiable', message, { status: 416, expose: true });
   }
 }
+
+/** The file handed to `putFile` holds fewer bytes than it was to store (cut short or replaced meanwhile). */
+export class StorageSourceError extends Error {
+  override readonly name = 'StorageSourceError';
+}

@@ -6,7 +6,7 @@ import { S3Storage } from './s3.js';
 import type { ByteRange, ObjectStorage } from './types.js';
 
 export type { ByteRange, ObjectStorage } from './types.js';
-export { StorageNotFoundError, StorageRangeError } from './errors.js';
+export { StorageNotFoundError, StorageRangeError, StorageSourceError } from './errors.js';
 export { LocalStorage } from './local.js';
 export { S3Storage, type S3StorageOptions } from './s3.js';
 

@@ -3,12 +3,13 @@ import { mkdir, open, readdir, rename, rm, stat, unlink, type FileHandle } from 
 import { basename, dirname, join, resolve } from 'node:path';
 import type { Readable } from 'node:stream';
 import { safeJoin } from '../../shared/paths.js';
-import { StorageNotFoundError, StorageRangeError } from './errors.js';
+import { StorageNotFoundError, StorageRangeError, StorageSourceError } from './errors.js';
 import { checkRange, keySegments } from './keys.js';
 import type { ByteRange, ObjectStorage } from './types.js';
 
 const FOLDER_MODE = 0o700;
 const FILE_MODE = 0o600;
+const COPY_BUFFER_BYTES = 1024 * 1024;
 
 function errnoCode(error: unknown): string | undefined {
   const code = error instanceof Error ? (error as NodeJS.ErrnoException).code : undefined;
@@ -31,10 +32,34 @@ async function syncFolder(folder: string): Promise<void> {
   }
 }
 
+/** Copies the first `size` bytes of `source` into a new file `target` (0600) in 1 MiB steps and syncs it. */
+async function copyPrefix(source: string, target: string, size: number): Promise<void> {
+  const input = await open(source, 'r');
+  try {
+    const output = await open(target, 'wx', FILE_MODE);
+    try {
+      const buffer = Buffer.allocUnsafe(Math.min(COPY_BUFFER_BYTES, Math.max(size, 1)));
+      for (let position = 0; position < size; ) {
+        const { bytesRead } = await input.read(buffer, 0, Math.min(buffer.length, size - position), position);
+        if (bytesRead === 0) throw new StorageSourceError(`The file to store ends at byte ${position}, before its expected size`);
+        for (let written = 0; written < bytesRead; ) {
+          written += (await output.write(buffer, written, bytesRead - written, position + written)).bytesWritten;
+        }
+        position += bytesRead;
+      }
+      await output.sync();
+    } finally {
+      await output.close();
+    }
+  } finally {
+    await input.close();
+  }
+}
+
 /**
  * Objects as files below `root`, one folder level per key segment (`root/tenantId/fileId`), folders 0700 and
- * files 0600. A `put` writes a temp file next to the target, syncs it and renames it over the target, so a reader
- * sees the old object or the complete new one, never a partial one. There are no versions: `put` replaces.
+ * files 0600. A `putFile` writes a temp file next to the target, syncs it and renames it over the target, so a reader
+ * sees the old object or the complete new one, never a partial one. There are no versions: `putFile` replaces.
  */
 export class LocalStorage implements ObjectStorage {
   readonly kind = 'local' as const;
@@ -53,7 +78,7 @@ export class LocalStorage implements ObjectStorage {
     return safeJoin(this.root, ...keySegments(key));
   }
 
-  async put(key: string, body: Readable): Promise<void> {
+  async putFile(key: string, path: string, size: number): Promise<void> {
     const target = this.pathOf(key);
     const folder = dirname(target);
     await mkdir(folder, { recursive: true, mode: FOLDER_MODE });
@@ -63,24 +88,13 @@ export class LocalStorage implements ObjectStorage {
       if (name.startsWith(tempPrefix) && name.endsWith('.tmp')) await rm(join(folder, name), { force: true });
     }
     const temp = join(folder, `${tempPrefix}${randomBytes(8).toString('hex')}.tmp`);
-    let handle: FileHandle | undefined = await open(temp, 'wx', FILE_MODE);
     let renamed = false;
     try {
-      // One chunk in memory at a time; a body error rejects the loop (a WriteStream on a FileHandle we keep open
-      // never emits 'close', which stream.pipeline waits for).
-      for await (const chunk of body as AsyncIterable<unknown>) {
-        if (typeof chunk === 'string') await handle.write(chunk);
-        else if (chunk instanceof Uint8Array) await handle.write(chunk);
-        else throw new TypeError('A stored body must be a byte stream');
-      }
-      await handle.sync();
-      await handle.close();
-      handle = undefined;
+      await copyPrefix(path, temp, size);
       await rename(temp, target);
       renamed = true;
       await syncFolder(folder);
     } finally {
-      if (handle !== undefined) await handle.close().catch(() => undefined);
       if (!renamed) await rm(temp, { force: true });
     }
   }

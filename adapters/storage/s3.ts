@@ -1,7 +1,10 @@
+import { open, type FileHandle } from 'node:fs/promises';
 import { Readable } from 'node:stream';
 import {
   AbortMultipartUploadCommand,
+  CompleteMultipartUploadCommand,
   CreateBucketCommand,
+  CreateMultipartUploadCommand,
   DeleteObjectCommand,
   GetObjectCommand,
   HeadBucketCommand,
@@ -9,16 +12,18 @@ import {
   ListMultipartUploadsCommand,
   ListObjectVersionsCommand,
   PutBucketVersioningCommand,
+  PutObjectCommand,
   S3Client,
   S3ServiceException,
+  UploadPartCommand,
   type BucketLocationConstraint,
   type S3ClientConfig,
 } from '@aws-sdk/client-s3';
-import { Upload } from '@aws-sdk/lib-storage';
 import { UnavailableError } from '../../shared/errors.js';
 import { CONNECTION_CODES } from '../../shared/failures.js';
-import { StorageNotFoundError, StorageRangeError } from './errors.js';
+import { StorageNotFoundError, StorageRangeError, StorageSourceError } from './errors.js';
 import { checkRange, keySegments } from './keys.js';
+import { PartBuffers } from './partBuffers.js';
 import type { ByteRange, ObjectStorage } from './types.js';
 
 export interface S3StorageOptions {
@@ -31,9 +36,14 @@ export interface S3StorageOptions {
   secretAccessKey?: string | undefined;
 }
 
-/** Multipart part size: memory held by one `put` is about PART_SIZE × QUEUE_SIZE (32 MiB). */
-const PART_SIZE = 8 * 1024 * 1024;
-const QUEUE_SIZE = 4;
+/**
+ * Multipart: parts of PART_SIZE (S3's smallest), at most PARTS_IN_FLIGHT of them read and sent at once across all
+ * the storage's uploads, each from a reused buffer: 15 MiB in all, whatever the number and size of the files.
+ */
+const PART_SIZE = 5 * 1024 * 1024;
+const PARTS_IN_FLIGHT = 3;
+/** S3's limit; a file over MAX_PARTS × PART_SIZE (48.8 GiB) is sent in larger parts, read into buffers of their own. */
+const MAX_PARTS = 10_000;
 const CONNECTION_TIMEOUT_MS = 5_000;
 /** A socket with no traffic for this long fails the request (also a GET body whose reader stalls that long). */
 const SOCKET_IDLE_TIMEOUT_MS = 120_000;
@@ -42,6 +52,17 @@ const SOCKET_IDLE_TIMEOUT_MS = 120_000;
 const DELETE_ROUNDS = 3;
 
 const UNAVAILABLE_NAMES = new Set(['TimeoutError', 'RequestTimeout', 'RequestTimeoutException', 'ServiceUnavailable', 'SlowDown', 'InternalError']);
+
+/** `length` bytes of the file from `position`, read into `buffer`; a file that ends sooner is a StorageSourceError. */
+async function readExactly(file: FileHandle, buffer: Buffer, length: number, position: number): Promise<Buffer> {
+  let filled = 0;
+  while (filled < length) {
+    const { bytesRead } = await file.read(buffer, filled, length - filled, position + filled);
+    if (bytesRead === 0) throw new StorageSourceError(`The file to store ends at byte ${position + filled}, before its expected size`);
+    filled += bytesRead;
+  }
+  return buffer.subarray(0, length);
+}
 
 function statusOf(error: unknown): number | undefined {
   return error instanceof S3ServiceException ? error.$metadata.httpStatusCode : undefined;
@@ -80,6 +101,7 @@ export class S3Storage implements ObjectStorage {
   readonly bucket: string;
   private readonly region: string;
   private readonly client: S3Client;
+  private readonly partBuffers = new PartBuffers(PARTS_IN_FLIGHT, PART_SIZE);
 
   constructor(options: S3StorageOptions) {
     this.bucket = options.bucket;
@@ -133,34 +155,83 @@ export class S3Storage implements ObjectStorage {
   }
 
   /**
-   * Multipart upload (a single PUT below one part): at most QUEUE_SIZE parts of PART_SIZE are in memory at once.
-   * When the body errors, the upload stops, the multipart upload is aborted (its parts removed) before this rejects
-   * with the body's error, and no object appears under the key.
+   * One PUT up to one part, else a multipart upload whose parts are read from the file into shared part buffers
+   * (memory stays bounded: no stream buffering, no garbage growing with the file). A failed part, a file shorter
+   * than `size` or a failed completion aborts the multipart upload (its parts removed) once every part in flight has
+   * settled, then rejects: no object appears under the key.
    */
-  async put(key: string, body: Readable): Promise<void> {
+  async putFile(key: string, path: string, size: number): Promise<void> {
     const objectKey = keySegments(key).join('/');
     await this.abortUnfinishedUploads(objectKey);
-    let bodyError: unknown;
-    const onBodyError = (error: unknown): void => {
-      bodyError ??= error;
-    };
-    body.once('error', onBodyError);
-    const upload = new Upload({
-      client: this.client,
-      params: { Bucket: this.bucket, Key: objectKey, Body: body, ServerSideEncryption: 'AES256' },
-      partSize: PART_SIZE,
-      queueSize: QUEUE_SIZE,
-      // lib-storage then sends AbortMultipartUpload itself once every part in flight has settled, and only then
-      // rejects (calling `upload.abort()` would reject at once and leave the abort racing behind us).
-      leavePartsOnError: false,
-    });
+    const file = await open(path, 'r');
     try {
-      await upload.done();
+      if (size <= PART_SIZE) await this.putSinglePart(objectKey, file, size);
+      else await this.putMultipart(objectKey, file, size);
     } catch (error) {
-      if (!body.destroyed) body.destroy();
-      throw translate(bodyError ?? error, 'put');
+      throw translate(error, 'put');
     } finally {
-      body.off('error', onBodyError);
+      await file.close();
+    }
+  }
+
+  private async putSinglePart(objectKey: string, file: FileHandle, size: number): Promise<void> {
+    const buffer = await this.partBuffers.acquire();
+    try {
+      const body = await readExactly(file, buffer, size, 0);
+      await this.client.send(new PutObjectCommand({ Bucket: this.bucket, Key: objectKey, Body: body, ContentLength: size, ServerSideEncryption: 'AES256' }));
+    } finally {
+      this.partBuffers.release(buffer);
+    }
+  }
+
+  private async putMultipart(objectKey: string, file: FileHandle, size: number): Promise<void> {
+    const partSize = Math.max(PART_SIZE, Math.ceil(size / MAX_PARTS));
+    const partCount = Math.ceil(size / partSize);
+    const created = await this.client.send(new CreateMultipartUploadCommand({ Bucket: this.bucket, Key: objectKey, ServerSideEncryption: 'AES256' }));
+    const uploadId = created.UploadId;
+    if (uploadId === undefined) throw new Error('The S3 server started a multipart upload without an upload id');
+    const etags: string[] = [];
+    let nextPart = 0;
+    let failed = false;
+    const sendParts = async (): Promise<void> => {
+      while (!failed && nextPart < partCount) {
+        const index = nextPart;
+        nextPart += 1;
+        const start = index * partSize;
+        const length = Math.min(partSize, size - start);
+        const pooled = partSize <= this.partBuffers.size;
+        const buffer = pooled ? await this.partBuffers.acquire() : Buffer.allocUnsafeSlow(partSize);
+        try {
+          const body = await readExactly(file, buffer, length, start);
+          const part = await this.client.send(
+            new UploadPartCommand({ Bucket: this.bucket, Key: objectKey, UploadId: uploadId, PartNumber: index + 1, Body: body, ContentLength: length }),
+          );
+          if (part.ETag === undefined) throw new Error('The S3 server accepted a part without an ETag');
+          etags[index] = part.ETag;
+        } catch (error) {
+          failed = true;
+          throw error;
+        } finally {
+          if (pooled) this.partBuffers.release(buffer);
+        }
+      }
+    };
+    try {
+      const settled = await Promise.allSettled(Array.from({ length: Math.min(PARTS_IN_FLIGHT, partCount) }, sendParts));
+      const rejected = settled.find((result) => result.status === 'rejected');
+      if (rejected !== undefined) throw rejected.reason;
+      await this.client.send(
+        new CompleteMultipartUploadCommand({
+          Bucket: this.bucket,
+          Key: objectKey,
+          UploadId: uploadId,
+          MultipartUpload: { Parts: etags.map((etag, index) => ({ ETag: etag, PartNumber: index + 1 })) },
+        }),
+      );
+    } catch (error) {
+      // Best effort: a part left behind by a failed abort is aborted by the next put of the key.
+      await this.client.send(new AbortMultipartUploadCommand({ Bucket: this.bucket, Key: objectKey, UploadId: uploadId })).catch(() => undefined);
+      throw error;
     }
   }
 

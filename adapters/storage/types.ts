@@ -16,10 +16,12 @@ export interface ObjectStorage {
   /** Creates what the backend needs once (bucket with versioning, or the root folder); safe to call repeatedly. */
   ensureReady(): Promise<void>;
   /**
-   * Streams `body` to `key`, replacing any earlier object; resolves only once the object is complete and durable.
-   * A body that errors leaves no (partial) object under `key`. Memory stays bounded whatever the body's size.
+   * Stores the first `size` bytes of the file at `path` under `key`, replacing any earlier object; resolves only once
+   * the object is complete and durable. A file shorter than `size` rejects with StorageSourceError, and a failure of
+   * any kind leaves no (partial) object under `key` and the earlier object as it was. Memory stays bounded whatever
+   * the size. (A file, not a stream: its parts can be read again, so a part is retried without holding the stream.)
    */
-  put(key: string, body: Readable): Promise<void>;
+  putFile(key: string, path: string, size: number): Promise<void>;
   /** The object's bytes, whole or only `range`; throws `StorageNotFoundError` when there is no such object. */
   get(key: string, range?: ByteRange): Promise<Readable>;
   /** The object's size in bytes, or undefined when there is none. */

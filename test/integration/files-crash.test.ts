@@ -2,6 +2,7 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
 import { readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { ListMultipartUploadsCommand, S3Client } from '@aws-sdk/client-s3';
 import { expect } from 'chai';
 import { createStorage } from '../../adapters/storage/index.js';
 import type { Config } from '../../shared/config/index.js';
@@ -11,11 +12,27 @@ import { uniqueQueuePrefix } from '../helpers/config.js';
 import { createTestDatabase, type TestDatabase } from '../helpers/db.js';
 import { fileInfo, httpRequest, json, uploadStream, waitForStored } from '../helpers/files.js';
 import { childEnv, sharedSettingsEnv, REPO_ROOT, waitFor } from '../helpers/process.js';
-import { requireS3 } from '../helpers/s3.js';
+import { requireS3, type S3TestSettings } from '../helpers/s3.js';
 
 const FIXTURE = join(REPO_ROOT, 'test', 'fixtures', 'files-worker.ts');
 const MIB = 1024 * 1024;
 const FILE_MIB = 200;
+
+/** The keys of the bucket's unfinished multipart uploads. */
+async function unfinishedUploads(settings: S3TestSettings): Promise<string[]> {
+  const client = new S3Client({
+    endpoint: settings.endpoint,
+    region: settings.region,
+    forcePathStyle: true,
+    credentials: { accessKeyId: settings.accessKeyId, secretAccessKey: settings.secretAccessKey },
+  });
+  try {
+    const page = await client.send(new ListMultipartUploadsCommand({ Bucket: settings.bucket }));
+    return (page.Uploads ?? []).map((upload) => upload.Key ?? '');
+  } finally {
+    client.destroy();
+  }
+}
 
 /** Every file below `dir` (staging files, a storage folder's temporary files). */
 function filesBelow(dir: string): string[] {
@@ -34,10 +51,12 @@ for (const backend of ['local', 's3'] as const) {
     let prefix: string;
     let api: TestApi;
     let s3Env: Record<string, string> = {};
+    let s3: S3TestSettings | undefined;
     const children = new Set<ChildProcess>();
 
     before(async function () {
-      s3Env = backend === 's3' ? requireS3(this, 'crash').env() : {};
+      s3 = backend === 's3' ? requireS3(this, 'crash') : undefined;
+      s3Env = s3?.env() ?? {};
       database = await createTestDatabase();
       prefix = uniqueQueuePrefix();
       config = apiTestConfig(database.url, { ...s3Env, BOTSERVER_MAX_UPLOAD_SIZE: String(256 * MIB), BOTSERVER_JOB_LOCK_MS: '2000' });
@@ -113,7 +132,8 @@ for (const backend of ['local', 's3'] as const) {
         // Storing to a local folder is fast: kill as soon as the object's temporary file holds part of the file.
         await waitFor(() => filesBelow(join(config.dataDir, 'files')).some((path) => path.endsWith('.tmp') && (statSync(path, { throwIfNoEntry: false })?.size ?? 0) > 8 * MIB), 30_000, 5);
       } else {
-        await new Promise((resolve) => setTimeout(resolve, 400));
+        // Kill once the multipart upload is under way: the server holds some parts of an object not yet complete.
+        await waitFor(async () => (await unfinishedUploads(s3!)).length > 0, 30_000, 20);
       }
       first.kill('SIGKILL');
       await new Promise((resolve) => first.once('exit', resolve));
@@ -134,6 +154,7 @@ for (const backend of ['local', 's3'] as const) {
       await waitFor(() => filesBelow(join(config.dataDir, 'staging')).length === 0, 10_000);
       const leftovers = filesBelow(join(config.dataDir, 'files')).filter((path) => !path.endsWith(id));
       expect(leftovers, 'temporary files in the storage folder').to.deep.equal([]);
+      if (s3 !== undefined) expect(await unfinishedUploads(s3), 'the killed upload was aborted').to.deep.equal([]);
     });
   });
 }

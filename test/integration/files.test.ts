@@ -1,7 +1,6 @@
 import { randomBytes, randomUUID } from 'node:crypto';
-import { readdirSync } from 'node:fs';
+import { readdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { Readable } from 'node:stream';
 import { expect } from 'chai';
 import { createStorage, type ObjectStorage } from '../../adapters/storage/index.js';
 import { storageKeyOf } from '../../shared/files/index.js';
@@ -12,6 +11,7 @@ import { uniqueQueuePrefix } from '../helpers/config.js';
 import { createTestDatabase, type TestDatabase } from '../helpers/db.js';
 import { download, elfExecutable, fileInfo, httpRequest, json, TINY_PNG, uploadFile, uploadStream, waitForStored } from '../helpers/files.js';
 import { requireS3 } from '../helpers/s3.js';
+import { makeTempDir } from '../helpers/process.js';
 
 const CHUNK = 64 * 1024;
 const MAX_UPLOAD = 2 * 1024 * 1024;
@@ -158,7 +158,10 @@ for (const backend of ['local', 's3'] as const) {
         const key = storageKeyOf(tenantId, id);
         const object = await readObject(storage, key);
         const header = object.length - (content.length + 5 * TAG);
-        await storage.put(key, Readable.from([tamper(object, header)]));
+        const tampered = tamper(object, header);
+        const source = join(makeTempDir('botserver-tampered-'), 'object');
+        writeFileSync(source, tampered);
+        await storage.putFile(key, source, tampered.length);
         const answer = await download(api.url, owner, id);
         expect(answer.status, name).to.equal(500);
         expect(json(answer).error, name).to.equal('file_integrity');

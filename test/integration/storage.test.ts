@@ -4,7 +4,7 @@
  * fresh versioned bucket that is emptied and removed afterwards.
  */
 import { createHash, randomBytes } from 'node:crypto';
-import { readdirSync, statSync } from 'node:fs';
+import { mkdirSync, readdirSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { Readable } from 'node:stream';
 import {
@@ -23,6 +23,7 @@ import {
   S3Storage,
   StorageNotFoundError,
   StorageRangeError,
+  StorageSourceError,
   createStorage,
   type ObjectStorage,
 } from '../../adapters/storage/index.js';
@@ -32,38 +33,21 @@ import { requireS3, type S3TestSettings } from '../helpers/s3.js';
 
 const KIB = 1024;
 const MIB = 1024 * KIB;
-/** Above S3Storage's 8 MiB part size: a multipart upload of three parts. */
+/** Above S3Storage's 5 MiB part size: a multipart upload of four parts. */
 const LARGE = 20 * MIB;
+const sourceDir = join(freshDataDir(), 'sources');
+mkdirSync(sourceDir, { recursive: true });
 
-/** A byte stream (not object mode) of `data` in chunks of `chunkSize`, as a socket or a file would give it. */
-function streamOf(data: Buffer, chunkSize = 64 * KIB): Readable {
-  let offset = 0;
-  return new Readable({
-    read() {
-      if (offset >= data.length) {
-        this.push(null);
-        return;
-      }
-      this.push(data.subarray(offset, offset + chunkSize));
-      offset += chunkSize;
-    },
-  });
+/** `data` written to a new temp file, as the files worker finds a staged file. */
+function fileOf(data: Buffer): string {
+  const path = join(sourceDir, `source-${randomBytes(6).toString('hex')}`);
+  writeFileSync(path, data);
+  return path;
 }
 
-/** A stream that gives `before` bytes, then fails. */
-function failingStream(before: number, error: Error): Readable {
-  let sent = 0;
-  return new Readable({
-    read() {
-      if (sent >= before) {
-        this.destroy(error);
-        return;
-      }
-      const size = Math.min(256 * KIB, before - sent);
-      sent += size;
-      this.push(randomBytes(size));
-    },
-  });
+/** Stores `data` through `putFile`, from a temp file of exactly its bytes. */
+function putBytes(storage: ObjectStorage, key: string, data: Buffer): Promise<void> {
+  return storage.putFile(key, fileOf(data), data.length);
 }
 
 async function readAll(stream: Readable): Promise<Buffer> {
@@ -173,23 +157,23 @@ for (const kind of ['local', 's3'] as const) {
       it(`round-trips ${size} bytes`, async function () {
         const data = randomBytes(size);
         const key = keyOf(`size-${size}`);
-        await backend.storage.put(key, streamOf(data));
+        await putBytes(backend.storage, key, data);
         expect(await backend.storage.head(key)).to.deep.equal({ size });
         const back = await readAll(await backend.storage.get(key));
         expect(back.length).to.equal(size);
         expect(sha256(back)).to.equal(sha256(data));
         if (size === LARGE && backend.s3 !== undefined) {
-          // Stored by a multipart upload of three 8 MiB parts (S3-style ETag "<md5>-3").
+          // Stored by a multipart upload of four 5 MiB parts (S3-style ETag "<md5>-4").
           const head = await backend.s3.client.send(new HeadObjectCommand({ Bucket: backend.s3.bucket, Key: key }));
-          expect(head.ETag).to.match(/-3"$/);
+          expect(head.ETag).to.match(/-4"$/);
         }
       });
     }
 
     it('replaces an object on a second put', async function () {
       const key = keyOf('replaced');
-      await backend.storage.put(key, streamOf(Buffer.from('first version')));
-      await backend.storage.put(key, streamOf(Buffer.from('second')));
+      await putBytes(backend.storage, key, Buffer.from('first version'));
+      await putBytes(backend.storage, key, Buffer.from('second'));
       expect((await readAll(await backend.storage.get(key))).toString()).to.equal('second');
       expect(await backend.storage.head(key)).to.deep.equal({ size: 6 });
     });
@@ -197,7 +181,7 @@ for (const kind of ['local', 's3'] as const) {
     it('reads a byte range, also across a part boundary of a large object', async function () {
       const small = randomBytes(1000);
       const key = keyOf('ranged');
-      await backend.storage.put(key, streamOf(small));
+      await putBytes(backend.storage, key, small);
       expect(await readAll(await backend.storage.get(key, { start: 10, end: 19 }))).to.deep.equal(small.subarray(10, 20));
       expect(await readAll(await backend.storage.get(key, { start: 0, end: 0 }))).to.deep.equal(small.subarray(0, 1));
       // An end past the object is cut at its last byte, as HTTP does.
@@ -207,9 +191,9 @@ for (const kind of ['local', 's3'] as const) {
 
       const large = randomBytes(LARGE);
       const largeKey = keyOf('ranged-large');
-      await backend.storage.put(largeKey, streamOf(large, 1 * MIB));
-      const start = 8 * MIB - 100;
-      const end = 8 * MIB + 99;
+      await putBytes(backend.storage, largeKey, large);
+      const start = 5 * MIB - 100;
+      const end = 5 * MIB + 99;
       expect(sha256(await readAll(await backend.storage.get(largeKey, { start, end })))).to.equal(sha256(large.subarray(start, end + 1)));
       const tail = await readAll(await backend.storage.get(largeKey, { start: LARGE - 10, end: LARGE - 1 }));
       expect(tail).to.deep.equal(large.subarray(LARGE - 10));
@@ -227,9 +211,9 @@ for (const kind of ['local', 's3'] as const) {
     it('deletes every version of exactly that key, idempotently', async function () {
       const key = keyOf('deleted');
       const sibling = keyOf('deleted-sibling'); // shares the prefix: must survive
-      await backend.storage.put(key, streamOf(Buffer.from('one')));
-      await backend.storage.put(key, streamOf(Buffer.from('two')));
-      await backend.storage.put(sibling, streamOf(Buffer.from('sibling')));
+      await putBytes(backend.storage, key, Buffer.from('one'));
+      await putBytes(backend.storage, key, Buffer.from('two'));
+      await putBytes(backend.storage, sibling, Buffer.from('sibling'));
       if (backend.s3 !== undefined) expect(await versionsOf(backend.s3.client, backend.s3.bucket, key)).to.have.length(2);
 
       await backend.storage.delete(key);
@@ -243,15 +227,15 @@ for (const kind of ['local', 's3'] as const) {
       await backend.storage.delete(keyOf('never-stored-either'));
     });
 
-    for (const [label, before] of [
-      ['a single-part', 300 * KIB],
-      ['a multipart', 9 * MIB],
+    for (const [label, actual, claimed] of [
+      ['a single-part', 300 * KIB, 400 * KIB],
+      ['a multipart', 12 * MIB, LARGE],
     ] as const) {
-      it(`leaves nothing under the key when the body of ${label} upload fails midway`, async function () {
-        const key = keyOf(`failed-${before}`);
-        const failure = new Error('body broke');
-        const error = await rejection(backend.storage.put(key, failingStream(before, failure)));
-        expect(error).to.equal(failure);
+      it(`leaves nothing under the key when the file of ${label} upload ends before its size`, async function () {
+        const key = keyOf(`failed-${actual}`);
+        const error = await rejection(backend.storage.putFile(key, fileOf(randomBytes(actual)), claimed));
+        expect(error).to.be.instanceOf(StorageSourceError);
+        expect((error as Error).message).to.include(`ends at byte ${actual}`);
         expect(await backend.storage.head(key)).to.equal(undefined);
         if (backend.s3 !== undefined) {
           expect(await versionsOf(backend.s3.client, backend.s3.bucket, key)).to.deep.equal([]);
@@ -259,24 +243,38 @@ for (const kind of ['local', 's3'] as const) {
           expect(uploads.Uploads ?? []).to.deep.equal([]);
         }
         if (backend.root !== undefined) {
-          expect(readdirSync(join(backend.root, tenant)).filter((name) => name.includes(`failed-${before}`))).to.deep.equal([]);
+          expect(readdirSync(join(backend.root, tenant)).filter((name) => name.includes(`failed-${actual}`))).to.deep.equal([]);
         }
       });
     }
 
-    it('keeps the earlier object when a replacing body fails', async function () {
+    it('stores only the first `size` bytes of a longer file', async function () {
+      const key = keyOf('prefix');
+      const data = randomBytes(100 * KIB);
+      await backend.storage.putFile(key, fileOf(data), 60 * KIB);
+      expect(await readAll(await backend.storage.get(key))).to.deep.equal(data.subarray(0, 60 * KIB));
+    });
+
+    it('keeps the earlier object when a replacing put fails', async function () {
       const key = keyOf('kept');
-      await backend.storage.put(key, streamOf(Buffer.from('original')));
-      const failure = new Error('body broke');
-      expect(await rejection(backend.storage.put(key, failingStream(100 * KIB, failure)))).to.equal(failure);
+      await putBytes(backend.storage, key, Buffer.from('original'));
+      expect(await rejection(backend.storage.putFile(key, fileOf(randomBytes(100 * KIB)), 200 * KIB))).to.be.instanceOf(StorageSourceError);
+      expect(await rejection(backend.storage.putFile(key, join(sourceDir, 'no-such-file'), 10))).to.include({ code: 'ENOENT' });
       expect((await readAll(await backend.storage.get(key))).toString()).to.equal('original');
       if (backend.root !== undefined) expect(readdirSync(join(backend.root, tenant)).filter((name) => name.endsWith('.tmp'))).to.deep.equal([]);
+    });
+
+    it('stores several large files at once through the shared part buffers', async function () {
+      const files = [randomBytes(11 * MIB), randomBytes(16 * MIB + 3), randomBytes(7 * MIB)];
+      const keys = files.map((_, index) => keyOf(`concurrent-${index}`));
+      await Promise.all(files.map((data, index) => putBytes(backend.storage, keys[index]!, data)));
+      for (const [index, data] of files.entries()) expect(sha256(await readAll(await backend.storage.get(keys[index]!)))).to.equal(sha256(data));
     });
 
     it('refuses keys that could leave their place', async function () {
       for (const key of ['../x', `${tenant}/../../x`, '%2e%2e/x', '%252e%252e/x', '/etc/passwd', `${tenant}//x`, `${tenant}/./x`, '', 'a\\b', 'a\0b']) {
         for (const attempt of [
-          () => backend.storage.put(key, streamOf(Buffer.from('x'))),
+          () => putBytes(backend.storage, key, Buffer.from('x')),
           () => backend.storage.get(key),
           () => backend.storage.head(key),
           () => backend.storage.delete(key),
@@ -292,7 +290,7 @@ for (const kind of ['local', 's3'] as const) {
       it('keeps folders 0700 and files 0600', async function () {
         const root = backend.root!;
         const key = keyOf('modes');
-        await backend.storage.put(key, streamOf(Buffer.from('private')));
+        await putBytes(backend.storage, key, Buffer.from('private'));
         expect(statSync(root).mode & 0o777).to.equal(0o700);
         expect(statSync(join(root, tenant)).mode & 0o777).to.equal(0o700);
         expect(statSync(join(root, tenant, 'modes')).mode & 0o777).to.equal(0o600);
@@ -318,7 +316,7 @@ describe('object storage: configuration and failures', function () {
     // Port 9 (discard) on loopback: nothing listens, the connection is refused at once.
     const storage = new S3Storage({ endpoint: 'http://127.0.0.1:9', bucket: 'nobody-home', region: 'us-east-1', accessKeyId: 'a', secretAccessKey: 'b' });
     try {
-      for (const attempt of [() => storage.head('t/x'), () => storage.get('t/x'), () => storage.ensureReady(), () => storage.put('t/x', streamOf(Buffer.from('x')))]) {
+      for (const attempt of [() => storage.head('t/x'), () => storage.get('t/x'), () => storage.ensureReady(), () => putBytes(storage, 't/x', Buffer.from('x'))]) {
         const error = await rejection(attempt());
         expect(error).to.be.instanceOf(UnavailableError);
         expect(error).to.include({ code: 'unavailable', status: 503 });
