@@ -10,6 +10,7 @@ import { S3Client } from '@aws-sdk/client-s3';
 import { Upload } from '@aws-sdk/lib-storage';
 import { createStorage } from '../../adapters/storage/index.js';
 import { configureProcessLogging } from '../../shared/kernel.js';
+import { IMAGE_NODE_OPTIONS } from '../../shared/runtime.js';
 import { apiTestConfig, createTestUser, loginTokens, startTestApi, type TestApi } from '../../test/helpers/api.js';
 import { uniqueQueuePrefix } from '../../test/helpers/config.js';
 import { createTestDatabase, type TestDatabase } from '../../test/helpers/db.js';
@@ -96,10 +97,14 @@ function parseArgs(args: string[]): Options | undefined {
   return Number.isInteger(options.mebibytes) && options.mebibytes >= 1 && options.mebibytes <= 8192 ? options : undefined;
 }
 
-/** The worker process: the test fixture under tsx (the development flow), or the compiled CLI (the image). */
+/** The worker process: the test fixture under tsx (the development flow), or the compiled CLI with the image's Node options. */
 function spawnWorker(compiledDir: string | undefined, env: NodeJS.ProcessEnv): ChildProcess {
-  const command = compiledDir === undefined ? ['--import', 'tsx', FIXTURE] : [join(compiledDir, 'scripts', 'cli.js'), 'worker', 'files'];
-  return spawn(process.execPath, command, { cwd: REPO_ROOT, stdio: ['ignore', 'ignore', 'inherit'], env });
+  if (compiledDir === undefined) return spawn(process.execPath, ['--import', 'tsx', FIXTURE], { cwd: REPO_ROOT, stdio: ['ignore', 'ignore', 'inherit'], env });
+  return spawn(process.execPath, [join(compiledDir, 'scripts', 'cli.js'), 'worker', 'files'], {
+    cwd: REPO_ROOT,
+    stdio: ['ignore', 'ignore', 'inherit'],
+    env: { ...env, NODE_OPTIONS: IMAGE_NODE_OPTIONS },
+  });
 }
 
 export async function run(args: string[]): Promise<number> {
@@ -192,7 +197,7 @@ export async function run(args: string[]): Promise<number> {
         `encrypted, files worker (staged ciphertext verified → S3)  ${encryptedMbps} MiB/s   (${round1(encryptedSeconds)} s)   ratio ${result.ratio} (goal ≥ 0.8)`,
         `API receiving the upload (sniff, count, encrypt into staging)  ${result.apiStagingMiBps} MiB/s   (${round1(stagingSeconds)} s)`,
         `end to end, upload request to stored (both steps one after the other)  ${result.endToEndMiBps} MiB/s`,
-        `files worker peak RSS                      ${workerPeakMb} MB (goal < 150 MB; idle before the job ${workerIdleMb} MB; ${options.compiled ? 'compiled JavaScript, as in the image' : 'TypeScript through tsx'})`,
+        `files worker peak RSS                      ${workerPeakMb} MB (goal < 150 MB; idle before the job ${workerIdleMb} MB; ${options.compiled ? `compiled JavaScript with NODE_OPTIONS=${IMAGE_NODE_OPTIONS}, as in the image` : 'TypeScript through tsx'})`,
         JSON.stringify(result),
         '',
       ].join('\n'),
