@@ -9,7 +9,7 @@ import { fileURLToPath } from 'node:url';
 /**
  * Node options of the container image (its `ENV NODE_OPTIONS`, checked by a test against this value). Node 24 sizes
  * V8's young generation from the heap limit, up to 64 MB of semi-spaces per process; 8 MB semi-spaces keep a process's
- * resident memory near what Node 20 gave (the files worker's peak for a 1 GiB file: 176 MB → 140 MB) at no loss of
+ * resident memory near what Node 20 gave (the files worker's peak for a 1 GiB file: 176 MB → 143 MB) at no loss of
  * upload speed. `npm run bench -- files --compiled` runs the worker with them, as the image does.
  */
 export const IMAGE_NODE_OPTIONS = '--max-semi-space-size=8';
