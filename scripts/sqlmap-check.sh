@@ -38,7 +38,7 @@ mkdir -p "$OUTPUT"
 
 # Boolean, error, union, stacked and time-based techniques at level 2 / risk 1 against every marked point (no
 # --smart: every payload is tried, not only where a heuristic fires); time-based payloads sleep --time-sec seconds.
-COMMON=(--batch --level=2 --risk=1 --technique=BEUST --threads=4 --time-sec=2 --timeout=15 --retries=1
+COMMON=(--batch --level=2 --risk=1 --technique=BEUST --threads=4 --time-sec=2 --timeout=30 --retries=3
   --flush-session --disable-coloring --skip-waf --output-dir="$OUTPUT/sessions" -H "Accept: application/json" "${EXTRA_HEADERS[@]}")
 AUTH=(-H "Authorization: Bearer $TOKEN")
 MESSAGES_URL="$BASE_URL/api/conversations/$CONVERSATION/messages"

@@ -34,3 +34,18 @@ export function createRedis(settings: RedisSettings, name: string, overrides: Re
   redis.on('error', (error: Error) => log.debug('redis connection error', { connection: name, error: error.message }));
   return redis;
 }
+
+const QUIT_GRACE_MS = 2_000;
+
+/**
+ * QUIT, then the socket is cut. A library that sends commands without waiting for them (the Socket.IO Redis
+ * adapter's UNSUBSCRIBEs on close) gets their replies first, since QUIT is answered after them, instead of their
+ * promises failing unhandled with "Connection is closed" when the socket goes. A server that does not answer within
+ * `graceMs` (an outage) gets the socket cut all the same.
+ */
+export async function closeGracefully(client: Redis, graceMs = QUIT_GRACE_MS): Promise<void> {
+  let timer: NodeJS.Timeout | undefined;
+  await Promise.race([client.quit().catch(() => undefined), new Promise((resolve) => (timer = setTimeout(resolve, graceMs)))]);
+  clearTimeout(timer);
+  client.disconnect();
+}

@@ -5,6 +5,7 @@ import { Server, type Socket } from 'socket.io';
 import { sessionRoom, staffRoom, type ServerToClientEvents } from '../../shared/chat/index.js';
 import { AppError } from '../../shared/errors.js';
 import { createRedis } from '../../shared/kernel.js';
+import { closeGracefully } from '../../shared/redis.js';
 import { log } from '../../shared/log/index.js';
 import { identifyBearer, type Caller } from '../auth/authenticate.js';
 import type { ApiContext } from '../context.js';
@@ -120,8 +121,7 @@ export function attachSocketServer(httpServer: http.Server | https.Server, ctx: 
       let timer: NodeJS.Timeout | undefined;
       await Promise.race([Promise.allSettled([...inFlight]), new Promise((resolve) => (timer = setTimeout(resolve, IN_FLIGHT_GRACE_MS)))]);
       clearTimeout(timer);
-      pub.disconnect();
-      sub.disconnect();
+      await Promise.all([closeGracefully(pub), closeGracefully(sub)]);
     },
   };
 }
