@@ -59,6 +59,8 @@ run() {
   local took=$((SECONDS - started))
   if grep -Eq "$FINDING" "$log"; then
     echo "sqlmap-check: $name: INJECTABLE (${took}s, see $log)"; grep -E "$FINDING" "$log" | head -n 5; failed=1
+    # What else sqlmap saw (timeouts, dropped connections, changing pages) tells a real finding from a flaky one.
+    grep -E '\[(WARNING|CRITICAL|ERROR)\]' "$log" | sed -E 's/^\[[0-9:]+\] //' | sort | uniq -c | sort -rn | head -n 10
   elif grep -q '500 (Internal Server Error)' "$log"; then
     echo "sqlmap-check: $name: the server answered 500 (${took}s, see $log)"; failed=1
   elif ! grep -q "$NOTHING_FOUND" "$log"; then
