@@ -3,8 +3,9 @@ import { mkdir, open, readdir, rename, rm, stat, unlink, type FileHandle } from 
 import { basename, dirname, join, resolve } from 'node:path';
 import type { Readable } from 'node:stream';
 import { safeJoin } from '../../shared/paths.js';
-import { StorageNotFoundError, StorageRangeError, StorageSourceError } from './errors.js';
+import { StorageNotFoundError, StorageRangeError } from './errors.js';
 import { checkRange, keySegments } from './keys.js';
+import { readExactly } from './readExactly.js';
 import type { ByteRange, ObjectStorage } from './types.js';
 
 const FOLDER_MODE = 0o700;
@@ -40,12 +41,11 @@ async function copyPrefix(source: string, target: string, size: number): Promise
     try {
       const buffer = Buffer.allocUnsafe(Math.min(COPY_BUFFER_BYTES, Math.max(size, 1)));
       for (let position = 0; position < size; ) {
-        const { bytesRead } = await input.read(buffer, 0, Math.min(buffer.length, size - position), position);
-        if (bytesRead === 0) throw new StorageSourceError(`The file to store ends at byte ${position}, before its expected size`);
-        for (let written = 0; written < bytesRead; ) {
-          written += (await output.write(buffer, written, bytesRead - written, position + written)).bytesWritten;
+        const chunk = await readExactly(input, buffer, Math.min(buffer.length, size - position), position);
+        for (let written = 0; written < chunk.length; ) {
+          written += (await output.write(chunk, written, chunk.length - written, position + written)).bytesWritten;
         }
-        position += bytesRead;
+        position += chunk.length;
       }
       await output.sync();
     } finally {

@@ -21,9 +21,10 @@ import {
 } from '@aws-sdk/client-s3';
 import { UnavailableError } from '../../shared/errors.js';
 import { CONNECTION_CODES } from '../../shared/failures.js';
-import { StorageNotFoundError, StorageRangeError, StorageSourceError } from './errors.js';
+import { StorageNotFoundError, StorageRangeError } from './errors.js';
 import { checkRange, keySegments } from './keys.js';
 import { PartBuffers } from './partBuffers.js';
+import { readExactly } from './readExactly.js';
 import type { ByteRange, ObjectStorage } from './types.js';
 
 export interface S3StorageOptions {
@@ -52,17 +53,6 @@ const SOCKET_IDLE_TIMEOUT_MS = 120_000;
 const DELETE_ROUNDS = 3;
 
 const UNAVAILABLE_NAMES = new Set(['TimeoutError', 'RequestTimeout', 'RequestTimeoutException', 'ServiceUnavailable', 'SlowDown', 'InternalError']);
-
-/** `length` bytes of the file from `position`, read into `buffer`; a file that ends sooner is a StorageSourceError. */
-async function readExactly(file: FileHandle, buffer: Buffer, length: number, position: number): Promise<Buffer> {
-  let filled = 0;
-  while (filled < length) {
-    const { bytesRead } = await file.read(buffer, filled, length - filled, position + filled);
-    if (bytesRead === 0) throw new StorageSourceError(`The file to store ends at byte ${position + filled}, before its expected size`);
-    filled += bytesRead;
-  }
-  return buffer.subarray(0, length);
-}
 
 function statusOf(error: unknown): number | undefined {
   return error instanceof S3ServiceException ? error.$metadata.httpStatusCode : undefined;

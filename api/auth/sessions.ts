@@ -1,5 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import type { Redis } from 'ioredis';
+import { z } from 'zod';
 import { hmacHex, randomToken, timingSafeEqualHex } from '../../shared/crypto/index.js';
 
 export interface Session {
@@ -12,6 +13,24 @@ export interface Session {
   /** HMAC of the browser cookie's secret part, when the session was opened with a cookie. */
   cookieHash: string | undefined;
   createdAt: number;
+}
+
+/** A session as JSON in Redis (an undefined cookieHash is left out). */
+const storedSessionSchema = z.object({
+  sid: z.string(),
+  userId: z.string(),
+  tenantId: z.string(),
+  roles: z.array(z.string()),
+  mustChangePassword: z.boolean(),
+  mfaEnabled: z.boolean(),
+  cookieHash: z.string().optional(),
+  createdAt: z.number(),
+});
+
+/** The stored session, or undefined for a value that is not one (it is then treated as ended). */
+function readSession(raw: string): Session | undefined {
+  const parsed = storedSessionSchema.safeParse(JSON.parse(raw));
+  return parsed.success ? { ...parsed.data, cookieHash: parsed.data.cookieHash } : undefined;
 }
 
 export type RefreshOutcome = { status: 'ok'; sid: string; userId: string } | { status: 'reused'; sid: string; userId: string } | { status: 'unknown' };
@@ -67,8 +86,8 @@ export class SessionStore {
   /** The live session, with its idle timer restarted; undefined once it ended or timed out. */
   async touch(sid: string): Promise<Session | undefined> {
     const raw = await this.redis.getex(sessionKey(sid), 'EX', this.idleSeconds);
-    if (raw === null) return undefined;
-    const session = JSON.parse(raw) as Session;
+    const session = raw === null ? undefined : readSession(raw);
+    if (session === undefined) return undefined;
     // The user's session index must outlive every live session (a session in constant use has no end), or
     // revokeAll (logout everywhere, password change) would miss this one once the index expired.
     const index = userSessionsKey(session.userId);
@@ -91,7 +110,8 @@ export class SessionStore {
 
   async revoke(sid: string): Promise<void> {
     const raw = await this.redis.getdel(sessionKey(sid));
-    if (raw !== null) await this.redis.srem(userSessionsKey((JSON.parse(raw) as Session).userId), sid);
+    const session = raw === null ? undefined : readSession(raw);
+    if (session !== undefined) await this.redis.srem(userSessionsKey(session.userId), sid);
     this.onEnded([sid]);
   }
 

@@ -1,16 +1,18 @@
 import { createHash } from 'node:crypto';
+import { z } from 'zod';
 import { normaliseEmail } from '../crypto/index.js';
 import { normaliseMessageId } from './channel.js';
 import type { InboundMail } from './mail.js';
 
 /** The headers of an inbound mail that its reply and its threading need (stored sealed next to the message). */
-export interface InboundMeta {
-  messageId: string;
-  inReplyTo: string | null;
-  references: string[];
-  from: { name: string; address: string };
-  subject: string;
-}
+export const inboundMetaSchema = z.object({
+  messageId: z.string(),
+  inReplyTo: z.string().nullable(),
+  references: z.array(z.string()),
+  from: z.object({ name: z.string(), address: z.string() }),
+  subject: z.string(),
+});
+export type InboundMeta = z.infer<typeof inboundMetaSchema>;
 
 /** Why a mail gets no answer (RFC 3834 and list headers); `null`: answer it. */
 export type SkipReason = 'own_address' | 'auto_submitted' | 'precedence' | 'list' | 'mailer_daemon' | 'no_sender' | 'rate_limited';

@@ -4,7 +4,7 @@ import { MESSAGE_COLUMNS, openMessageRow, type MessageRow } from '../../shared/c
 import { openString } from '../../shared/crypto/index.js';
 import { inTenant } from '../../shared/db/index.js';
 import { emailMessageIdIndex, openEmailChannel, type EmailChannel } from '../../shared/email/channel.js';
-import { isSafeAddress, replySubject, type InboundMeta } from '../../shared/email/message.js';
+import { inboundMetaSchema, isSafeAddress, replySubject, type InboundMeta } from '../../shared/email/message.js';
 import type { Kernel } from '../../shared/kernel.js';
 import { log } from '../../shared/log/index.js';
 import { EgressDeniedError } from '../../shared/net/egress.js';
@@ -57,7 +57,7 @@ async function loadOutbound(kernel: Kernel, data: JobData<'email-outbound'>): Pr
   if (row.bot_deleted_at !== null || row.bot_channel === null) throw new UnrecoverableError('the bot has no e-mail channel any more');
   const reply = openMessageRow(kernel.keys.columnRing, row);
   const channel = openEmailChannel(kernel.keys.columnRing, row.bot_id, row.bot_channel);
-  const meta = JSON.parse(openString(kernel.keys.columnRing, row.inbound_meta, metaAad(data.replyToMessageId))) as InboundMeta;
+  const meta = inboundMetaSchema.parse(JSON.parse(openString(kernel.keys.columnRing, row.inbound_meta, metaAad(data.replyToMessageId))));
   const outgoingId = replyMessageId(data.botMessageId, channel.address);
   await inTenant(kernel.db, data.tenantId, kernel.db('messages').where({ id: data.botMessageId }).update({ email_message_id_index: emailMessageIdIndex(kernel.keys.blindIndexKey, row.bot_id, outgoingId) }));
   return { channel, botId: row.bot_id, meta, text: reply.text, outgoingId };
