@@ -1,10 +1,10 @@
 import { randomUUID } from 'node:crypto';
 import { UnrecoverableError, type Job } from 'bullmq';
 import { createReplyEngine, findRule, LlmError, type BotProfile, type ChatTurn, type ReplyEngine } from '../adapters/llm/index.js';
-import { ChatEmitter, insertMessage, listMessages, MESSAGE_COLUMNS, openMessageRow, storeMessage, toMessageEvent, type ConversationStatus, type MessageRow, type MessageSource, type StoredMessage } from '../shared/chat/index.js';
+import { ChatEmitter, insertMessage, listMessages, openMessageRow, storeMessage, toMessageEvent, type ConversationStatus, type MessageRow, type MessageSource, type StoredMessage } from '../shared/chat/index.js';
 import { lazyEmbedder } from '../adapters/embeddings/index.js';
 import { createKnowledgeIndex } from '../adapters/qdrant/index.js';
-import { inTenant, withTenant } from '../shared/db/index.js';
+import { isUuid, withTenant } from '../shared/db/index.js';
 import { BotProfileCache, NO_VERSION } from './botProfiles.js';
 import { documentTitles } from '../shared/knowledge/documents.js';
 import { retrievePassages, titledPassages } from '../shared/knowledge/retrieval.js';
@@ -45,9 +45,6 @@ type Turn =
   | { kind: 'with-person' }
   | { kind: 'open'; conversation: ConversationRow; message: StoredMessage; profile: BotProfile; hasKnowledge: boolean };
 
-const BOT_VERSION = '(extract(epoch FROM b.updated_at) * 1000000)::bigint::text';
-const prefixed = (alias: string): string => MESSAGE_COLUMNS.map((column) => `${alias}.${column} AS ${alias}_${column}`).join(', ');
-
 /** A message row out of the turn row's `m_` or `r_` columns; undefined when the join found none. */
 function messageRowOf(row: TurnRow, alias: 'm' | 'r'): MessageRow | undefined {
   if (row[`${alias}_id`] === null) return undefined;
@@ -64,25 +61,18 @@ function messageRowOf(row: TurnRow, alias: 'm' | 'r'): MessageRow | undefined {
 }
 
 /**
- * Loads a turn with one statement, in one round trip (see inTenant): the conversation with its status, the bot's
- * version (its profile only when this worker does not hold that version), the message, and a reply already stored.
+ * Loads a turn in one round trip: `app_reply_turn` (migration 015), a prepared statement that sets the tenant and
+ * reads, under RLS, the conversation with its status, the bot's version (its profile only when this worker does not
+ * hold that version), the message, and a reply already stored.
  */
 async function loadTurn(kernel: Kernel, profiles: BotProfileCache, data: JobData<'bot-reply'>, knowledge: boolean, forceProfile = false): Promise<Turn> {
   const ring = kernel.keys.columnRing;
+  if (!isUuid(data.tenantId)) throw new UnrecoverableError('the job names no tenant');
   const heldVersion = data.botId === undefined || forceProfile ? NO_VERSION : profiles.versionOf(data.botId);
-  const statement = kernel.db.raw(
-    `SELECT c.bot_id, c.channel, c.status, b.deleted_at IS NULL AS bot_live, ${BOT_VERSION} AS bot_version,
-       CASE WHEN b.id = ? AND ${BOT_VERSION} = ? THEN NULL ELSE jsonb_build_object('name', b.name, 'rules', b.rules, 'llm', b.llm) END AS bot_profile,
-       ${knowledge ? "EXISTS (SELECT 1 FROM knowledge_documents k WHERE k.bot_id = c.bot_id AND k.status = 'indexed')" : 'false'} AS has_knowledge,
-       ${prefixed('m')}, ${prefixed('r')}
-     FROM conversations c
-     JOIN bots b ON b.id = c.bot_id
-     LEFT JOIN messages m ON m.id = ? AND m.conversation_id = c.id
-     LEFT JOIN messages r ON r.reply_to = ?
-     WHERE c.id = ?`,
-    [data.botId ?? null, heldVersion, data.messageId, data.messageId, data.conversationId],
-  );
-  const [row] = await inTenant<TurnRow>(kernel.db, data.tenantId, statement);
+  const result = await kernel.db
+    .raw<{ rows: TurnRow[] }>('SELECT * FROM app_reply_turn(?, ?, ?, ?, ?, ?)', [data.tenantId, data.conversationId, data.messageId, data.botId ?? null, heldVersion, knowledge])
+    .options({ name: 'botserver.app_reply_turn' });
+  const [row] = result.rows;
   if (row === undefined) return { kind: 'gone' };
   const conversation: ConversationRow = { bot_id: row.bot_id, channel: row.channel, status: row.status };
   const reply = messageRowOf(row, 'r');

@@ -1,7 +1,7 @@
 import type { Request } from 'express';
 import type { Knex } from 'knex';
 import type { ConversationStatus } from '../../shared/chat/index.js';
-import { inTenant, isUuid, withTenantFrom } from '../../shared/db/index.js';
+import { isUuid, withTenantFrom } from '../../shared/db/index.js';
 import { NotFoundError, UnauthorizedError } from '../../shared/errors.js';
 import type { Caller } from '../auth/authenticate.js';
 import type { ApiContext } from '../context.js';
@@ -74,10 +74,14 @@ export async function withConversation<T>(
 /**
  * The conversation, when the caller may use it for `purpose` (else 404, as withConversation), read in one round trip
  * with no transaction: for a caller whose next step is a single statement that scopes itself (see storeMessage).
+ * The read is `app_conversation` (migration 015), a prepared statement that sets the tenant and reads under RLS.
  */
 export async function conversationFor(ctx: ApiContext, caller: Caller, conversationId: string, purpose: ConversationPurpose): Promise<ConversationRow> {
   if ((caller.kind === 'guest' && caller.guest.cid !== conversationId) || !isUuid(conversationId)) throw new NotFoundError('No such conversation');
-  const [conversation] = await inTenant<ConversationRow>(ctx.kernel.db, tenantOf(caller), ctx.kernel.db('conversations').where({ id: conversationId }).select(CONVERSATION_COLUMNS).limit(1));
+  const tenantId = tenantOf(caller);
+  if (!isUuid(tenantId)) throw new NotFoundError('No such conversation');
+  const result = await ctx.kernel.db.raw<{ rows: ConversationRow[] }>('SELECT * FROM app_conversation(?, ?)', [tenantId, conversationId]).options({ name: 'botserver.app_conversation' });
+  const [conversation] = result.rows;
   if (conversation === undefined || !mayUse(caller, conversation, purpose)) throw new NotFoundError('No such conversation');
   return conversation;
 }

@@ -1,5 +1,6 @@
 import type { Knex } from 'knex';
 import { hmacHex } from '../crypto/index.js';
+import { inlined, lastRows } from '../db/index.js';
 import type { AuditEventPayload } from '../queue/index.js';
 import { toAuditKeyring, type AuditKeyring, type ChainKeys, type ChainKeySource } from './keys.js';
 
@@ -75,16 +76,6 @@ export async function appendAuditEvent(db: Knex, keys: ChainKeySource, event: Au
 /** An erasure is recorded as a `data.erase` event whose `details.subject` is the erased identity's pseudonym. */
 export const ERASURE_EVENT_TYPE = 'data.erase';
 
-/** Which of these pseudonyms belong to erased identities (a partial index on `details->>'subject'` serves this). */
-async function erasedAmong(trx: Knex.Transaction, pseudonyms: readonly string[]): Promise<Set<string>> {
-  if (pseudonyms.length === 0) return new Set();
-  const rows = await trx('audit_events')
-    .where('type', ERASURE_EVENT_TYPE)
-    .whereRaw("(details->>'subject') = any(?)", [[...new Set(pseudonyms)]])
-    .select<Array<{ subject: string }>>(trx.raw("details->>'subject' as subject"));
-  return new Set(rows.map((row) => row.subject));
-}
-
 /** Raw (not yet pseudonymous) identities of an event that an erasure would replace: its actor and a user target. */
 function rawIdentities(event: AuditEventPayload): string[] {
   const user = userOfTarget(event.target);
@@ -125,15 +116,10 @@ export async function appendAuditEvents(db: Knex, source: ChainKeySource, events
   const keyring = toAuditKeyring(source);
   const keys = keyring.current;
   return db.transaction(async (trx) => {
-    await trx.raw('select pg_advisory_xact_lock(?)', [CHAIN_LOCK_ID]);
-    const known = await trx('audit_events').whereIn('event_id', events.map((event) => event.eventId)).pluck<string[]>('event_id');
+    const { known, lastHash, erased } = await lockChainEnd(trx, keyring, events);
     const seen = new Set(known);
-    const last = await trx('audit_events').orderBy('id', 'desc').first<{ hash: string } | undefined>('hash');
-    let previousHash = last?.hash ?? GENESIS_HASH;
-    // Under the chain lock, so an erasure (which appends its event under the same lock) is either seen here or
-    // commits after this batch, and then its pseudonymisation pass covers these rows.
-    const erased = await erasedAmong(trx, events.flatMap(rawIdentities).flatMap((identity) => pseudonymsOf(keyring, identity)));
-    const rows = [];
+    let previousHash = lastHash ?? GENESIS_HASH;
+    const rows: AuditInsertRow[] = [];
     for (const original of events) {
       if (seen.has(original.eventId)) continue;
       seen.add(original.eventId);
@@ -151,17 +137,68 @@ export async function appendAuditEvents(db: Knex, source: ChainKeySource, events
         outcome: event.outcome,
         ip: event.ip,
         request_id: event.requestId,
-        details: JSON.stringify(event.details),
+        details: event.details,
         prev_hash: previousHash,
         hash,
         key_id: keys.kid,
       });
       previousHash = hash;
     }
-    // One multi-row INSERT assigns ids in the order of the rows, which is the chain order.
-    if (rows.length > 0) await trx('audit_events').insert(rows);
+    if (rows.length > 0) await trx.raw(INSERT_ROWS, [JSON.stringify(rows)]).options({ name: 'botserver.audit_events.append' });
     return rows.length;
   });
+}
+
+interface AuditInsertRow {
+  event_id: string;
+  time: string;
+  tenant_id: string | null;
+  actor: string | null;
+  type: string;
+  target: string | null;
+  outcome: string;
+  ip: string | null;
+  request_id: string | null;
+  details: Record<string, unknown>;
+  prev_hash: string;
+  hash: string;
+  key_id: string;
+}
+
+/**
+ * The rows in one statement, bound as one JSON array: ids are assigned in the array's order, which is the chain
+ * order (ORDER BY the ordinality, so no plan may reorder them). Named: a prepared statement, planned once per connection.
+ */
+const INSERT_ROWS = `INSERT INTO audit_events (event_id, time, tenant_id, actor, type, target, outcome, ip, request_id, details, prev_hash, hash, key_id)
+  SELECT r.event_id, r.time, r.tenant_id, r.actor, r.type, r.target, r.outcome, r.ip, r.request_id, r.details, r.prev_hash, r.hash, r.key_id
+  FROM ROWS FROM (jsonb_to_recordset(?::jsonb) AS (event_id uuid, time timestamptz, tenant_id uuid, actor text, type text, target text,
+    outcome text, ip text, request_id text, details jsonb, prev_hash text, hash text, key_id text)) WITH ORDINALITY
+    AS r(event_id, time, tenant_id, actor, type, target, outcome, ip, request_id, details, prev_hash, hash, key_id, position)
+  ORDER BY r.position`;
+
+interface ChainEnd {
+  /** The batch's event ids already in the chain. */
+  known: string[];
+  lastHash: string | undefined;
+  /** Which of the batch's identities (as pseudonyms under every key set) were erased: a partial index on `details->>'subject'` serves this. */
+  erased: Set<string>;
+}
+
+/**
+ * Takes the chain lock, then reads the end of the chain, in one round trip: the lock and the read go as one
+ * simple-protocol query, whose second statement takes its snapshot after the lock is held (READ COMMITTED), so it
+ * sees every batch committed before. Only ids and pseudonyms are inlined, which are inline-safe.
+ */
+async function lockChainEnd(trx: Knex.Transaction, keyring: AuditKeyring, events: readonly AuditEventPayload[]): Promise<ChainEnd> {
+  const pseudonyms = [...new Set(events.flatMap(rawIdentities).flatMap((identity) => pseudonymsOf(keyring, identity)))];
+  const read = trx.raw(
+    `SELECT (SELECT hash FROM audit_events ORDER BY id DESC LIMIT 1) AS last_hash,
+       ARRAY(SELECT event_id::text FROM audit_events WHERE event_id = ANY(?::uuid[])) AS known,
+       ARRAY(SELECT details->>'subject' FROM audit_events WHERE type = ? AND (details->>'subject') = ANY(?::text[])) AS erased`,
+    [events.map((event) => event.eventId), ERASURE_EVENT_TYPE, pseudonyms],
+  );
+  const [row] = lastRows<{ last_hash: string | null; known: string[]; erased: string[] }>(await trx.raw(`SELECT pg_advisory_xact_lock(${CHAIN_LOCK_ID}); ${inlined(read)}`));
+  return { known: row?.known ?? [], lastHash: row?.last_hash ?? undefined, erased: new Set(row?.erased ?? []) };
 }
 
 /** A row of audit_events as PostgreSQL returns it. */

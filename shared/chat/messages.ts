@@ -2,7 +2,8 @@ import { randomUUID } from 'node:crypto';
 import type { Knex } from 'knex';
 import { z } from 'zod';
 import { openString, sealString, type KeyRing } from '../crypto/index.js';
-import { tenantScopeValue, withTenant } from '../db/index.js';
+import { isUuid, TENANT_SCOPE_VALUE_SQL, withTenant } from '../db/index.js';
+import { ValidationError } from '../errors.js';
 import { attachmentsOf, type AttachmentSummary } from '../files/index.js';
 import type { MessageNewEvent, MessageRole, MessageSource } from './events.js';
 
@@ -90,9 +91,8 @@ export interface NewMessage {
  * same message returns the row already stored, with `created: false`. Call inside a tenant-scoped transaction.
  */
 export async function insertMessage(trx: Knex.Transaction, ring: KeyRing, input: NewMessage): Promise<{ message: StoredMessage; created: boolean }> {
-  const inserted = await messageInsert(trx, ring, input);
-  const row = inserted[0];
-  if (row !== undefined) return { message: toMessage(ring, row), created: true };
+  const created = await messageInsert(trx, ring, input, 'in-transaction');
+  if (created !== undefined) return { message: created, created: true };
   const existing = await existingMessage(trx, input).first<MessageRow | undefined>(COLUMNS);
   if (existing === undefined) throw new Error('message conflict without an existing row');
   return { message: toMessage(ring, existing), created: false };
@@ -104,29 +104,59 @@ export async function insertMessage(trx: Knex.Transaction, ring: KeyRing, input:
  * (rare) is read back in a transaction of its own.
  */
 export async function storeMessage(db: Knex, ring: KeyRing, input: NewMessage): Promise<{ message: StoredMessage; created: boolean }> {
-  const [row] = await messageInsert(db, ring, input, tenantScopeValue(db, input.tenantId));
-  if (row !== undefined) return { message: toMessage(ring, row), created: true };
+  const created = await messageInsert(db, ring, input, 'self-scoped');
+  if (created !== undefined) return { message: created, created: true };
   return withTenant(db, input.tenantId, (trx) => insertMessage(trx, ring, input));
 }
 
-/** The INSERT of a new message, encrypted, that does nothing on a repeated clientMessageId or a second reply. */
-function messageInsert(db: Knex | Knex.Transaction, ring: KeyRing, input: NewMessage, tenantId: string | Knex.Raw = input.tenantId): Knex.QueryBuilder<Record<string, unknown>, MessageRow[]> {
+const INSERT_COLUMNS = 'INSERT INTO messages (id, tenant_id, conversation_id, role, text_ciphertext, client_message_id, reply_to, sources_ciphertext)';
+/** The tenant value: bound as it is inside a tenant-scoped transaction, or the statement scopes itself (see tenantScopeValue). */
+const TENANT_VALUE = { 'in-transaction': '?', 'self-scoped': TENANT_SCOPE_VALUE_SQL } as const;
+const ON_CONFLICT = { reply: 'ON CONFLICT (reply_to) WHERE reply_to IS NOT NULL DO NOTHING', message: 'ON CONFLICT (conversation_id, client_message_id) DO NOTHING' } as const;
+/**
+ * The statements are fixed text, so nothing is built per message, and named: each pooled connection has PostgreSQL
+ * parse and plan one once (a prepared statement) instead of once per message.
+ */
+const INSERT_STATEMENTS = Object.fromEntries(
+  (['in-transaction', 'self-scoped'] as const).flatMap((scope) =>
+    (['reply', 'message'] as const).map((kind) => [
+      `${scope}/${kind}`,
+      { name: `botserver.messages.insert.${scope}.${kind}`, text: `${INSERT_COLUMNS} VALUES (?, ${TENANT_VALUE[scope]}, ?, ?, ?, ?, ?, ?) ${ON_CONFLICT[kind]} RETURNING created_at` },
+    ]),
+  ),
+) as Record<`${keyof typeof TENANT_VALUE}/${keyof typeof ON_CONFLICT}`, { name: string; text: string }>;
+
+/**
+ * The INSERT of a new message, encrypted, that does nothing on a repeated clientMessageId or a second reply. The
+ * stored message when it was inserted, made from the input (the text is not decrypted back); undefined on a repeat.
+ */
+async function messageInsert(db: Knex | Knex.Transaction, ring: KeyRing, input: NewMessage, scope: keyof typeof TENANT_VALUE): Promise<StoredMessage | undefined> {
+  if (!isUuid(input.tenantId)) throw new ValidationError('Tenant id must be a UUID', 'tenantId');
   const id = input.id ?? randomUUID();
-  const conflictTarget = input.replyTo !== undefined ? db.raw('(reply_to) WHERE reply_to IS NOT NULL') : db.raw('(conversation_id, client_message_id)');
-  return db<Record<string, unknown>>('messages')
-    .insert({
-      id,
-      tenant_id: tenantId,
-      conversation_id: input.conversationId,
-      role: input.role,
-      text_ciphertext: sealString(ring, input.text, textAad(id)),
-      client_message_id: input.clientMessageId ?? null,
-      reply_to: input.replyTo ?? null,
-      sources_ciphertext: input.sources === undefined || input.sources.length === 0 ? null : sealString(ring, JSON.stringify(input.sources), sourcesAad(id)),
-    })
-    .onConflict(conflictTarget)
-    .ignore()
-    .returning<MessageRow[]>(COLUMNS);
+  const sources = input.sources === undefined || input.sources.length === 0 ? undefined : input.sources;
+  const statement = INSERT_STATEMENTS[`${scope}/${input.replyTo !== undefined ? 'reply' : 'message'}`];
+  const result = await db.raw<{ rows: Array<{ created_at: Date }> }>(statement.text, [
+    id,
+    input.tenantId.toLowerCase(),
+    input.conversationId,
+    input.role,
+    sealString(ring, input.text, textAad(id)),
+    input.clientMessageId ?? null,
+    input.replyTo ?? null,
+    sources === undefined ? null : sealString(ring, JSON.stringify(sources), sourcesAad(id)),
+  ]).options({ name: statement.name });
+  const row = result.rows[0];
+  if (row === undefined) return undefined;
+  return {
+    // As PostgreSQL gives uuids back: lower case.
+    messageId: id.toLowerCase(),
+    conversationId: input.conversationId.toLowerCase(),
+    role: input.role,
+    text: input.text,
+    createdAt: row.created_at.toISOString(),
+    replyTo: input.replyTo?.toLowerCase() ?? null,
+    ...(sources === undefined ? {} : { sources }),
+  };
 }
 
 /** The message a conflicting insert met: the reply to the same message, or the same clientMessageId's. */

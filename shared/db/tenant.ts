@@ -38,6 +38,9 @@ export async function inTenant<R>(knex: Knex, tenantId: string, statement: Knex.
   return lastRows<R>(await knex.raw(tenantScoped(tenantId, statement)));
 }
 
+/** tenantScopeValue's SQL, for a statement written as fixed text: bind the tenant id, checked and in lower case, to its `?`. */
+export const TENANT_SCOPE_VALUE_SQL = "set_config('app.tenant_id', ?, true)::uuid";
+
 /**
  * The `tenant_id` value of a row INSERTed outside any transaction, which also scopes that INSERT to the tenant:
  * `set_config('app.tenant_id', <tenant>, true)::uuid`. The row's values are computed before PostgreSQL checks the
@@ -47,7 +50,7 @@ export async function inTenant<R>(knex: Knex, tenantId: string, statement: Knex.
  */
 export function tenantScopeValue(knex: Knex, tenantId: string): Knex.Raw {
   if (!isUuid(tenantId)) throw new ValidationError('Tenant id must be a UUID', 'tenantId');
-  return knex.raw("set_config('app.tenant_id', ?, true)::uuid", [tenantId.toLowerCase()]);
+  return knex.raw(TENANT_SCOPE_VALUE_SQL, [tenantId.toLowerCase()]);
 }
 
 /**
@@ -59,6 +62,8 @@ const INLINE_SAFE_TEXT = /^[A-Za-z0-9_.:+-]*$/;
 
 function inlineLiteral(value: unknown): string {
   if (value === null || value === undefined) return 'NULL';
+  // An array's type comes from the statement's own cast (`?::uuid[]`), which an empty ARRAY[] needs anyway.
+  if (Array.isArray(value)) return `ARRAY[${value.map(inlineLiteral).join(',')}]`;
   if (typeof value === 'boolean') return value ? 'TRUE' : 'FALSE';
   if (typeof value === 'number' && Number.isFinite(value)) return String(value);
   if (value instanceof Date && Number.isFinite(value.getTime())) return `'${value.toISOString()}'`;
@@ -66,16 +71,20 @@ function inlineLiteral(value: unknown): string {
   throw new TypeError('a value of a tenant-scoped statement is not inline-safe; bind it through withTenant instead');
 }
 
+/** The statement's text with its values inlined (see INLINE_SAFE_TEXT), to be sent after another in one simple-protocol query. */
+export function inlined(statement: Knex.QueryBuilder | Knex.Raw): string {
+  const { sql, bindings } = statement.toSQL().toNative();
+  return sql.replace(/\$(\d+)/g, (_, position: string) => inlineLiteral(bindings[Number(position) - 1]));
+}
+
 /** `SELECT set_config('app.tenant_id', '<tenant>', true); <statement>` with its values inlined (see INLINE_SAFE_TEXT). */
 export function tenantScoped(tenantId: string, statement: Knex.QueryBuilder | Knex.Raw): string {
   if (!isUuid(tenantId)) throw new ValidationError('Tenant id must be a UUID', 'tenantId');
-  const { sql, bindings } = statement.toSQL().toNative();
-  const text = sql.replace(/\$(\d+)/g, (_, position: string) => inlineLiteral(bindings[Number(position) - 1]));
-  return `SELECT set_config('app.tenant_id', '${tenantId.toLowerCase()}', true); ${text}`;
+  return `SELECT set_config('app.tenant_id', '${tenantId.toLowerCase()}', true); ${inlined(statement)}`;
 }
 
 /** The rows of the last statement of a multi-statement (simple-protocol) query. */
-function lastRows<R>(results: unknown): R[] {
+export function lastRows<R>(results: unknown): R[] {
   const list = Array.isArray(results) ? (results as Array<{ rows: R[] }>) : [results as { rows: R[] }];
   return list.at(-1)?.rows ?? [];
 }

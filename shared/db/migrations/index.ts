@@ -12,6 +12,7 @@ import * as knowledgePipeline from './011_knowledge_pipeline.js';
 import * as consoleHandoff from './012_console_handoff.js';
 import * as auditKeysAndVerification from './013_audit_keys_and_verification.js';
 import * as emailQuarantine from './014_email_quarantine.js';
+import * as hotPathStatements from './015_hot_path_statements.js';
 
 export interface NamedMigration {
   name: string;
@@ -34,4 +35,5 @@ export const migrations: readonly NamedMigration[] = [
   { name: '012_console_handoff', up: consoleHandoff.up, down: consoleHandoff.down },
   { name: '013_audit_keys_and_verification', up: auditKeysAndVerification.up, down: auditKeysAndVerification.down },
   { name: '014_email_quarantine', up: emailQuarantine.up, down: emailQuarantine.down },
+  { name: '015_hot_path_statements', up: hotPathStatements.up, down: hotPathStatements.down },
 ];
