@@ -1,12 +1,14 @@
-import { createCipheriv, createDecipheriv, randomBytes } from 'node:crypto';
+import { createCipheriv, createDecipheriv } from 'node:crypto';
 import { CryptoError } from '../errors.js';
 import { toBase64Url } from './base64url.js';
 import { IV_BYTES, TAG_BYTES, fromCompact, parseEnvelope, toCompact, type Envelope } from './envelope-format.js';
 import type { KeyRing } from './keyring.js';
+import { IvPool } from './ivPool.js';
 
 export type { Envelope } from './envelope-format.js';
 
 const ALGORITHM = 'aes-256-gcm';
+const ivs = new IvPool(IV_BYTES);
 
 /**
  * Version and kid are authenticated along with the caller's AAD, so relabelling an envelope with another kid that
@@ -18,7 +20,7 @@ function boundAad(kid: string, aad: string): Buffer {
 
 export function encrypt(ring: KeyRing, plaintext: Buffer | string, aad: string): Envelope {
   const kid = ring.currentKid;
-  const iv = randomBytes(IV_BYTES);
+  const iv = ivs.next();
   const cipher = createCipheriv(ALGORITHM, ring.currentKey, iv, { authTagLength: TAG_BYTES });
   cipher.setAAD(boundAad(kid, aad));
   const data = typeof plaintext === 'string' ? Buffer.from(plaintext, 'utf8') : plaintext;

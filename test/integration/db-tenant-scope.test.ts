@@ -3,7 +3,7 @@ import fc from 'fast-check';
 import type { Knex } from 'knex';
 import { Keys } from '../../shared/keys.js';
 import { storeMessage } from '../../shared/chat/index.js';
-import { API_ROLE, REPLY_ROLE, createDb, inTenant, tenantScoped, tenantScopeValue, withTenant } from '../../shared/db/index.js';
+import { API_ROLE, REPLY_ROLE, createDb, inTenant, inlined, tenantScoped, tenantScopeValue, withTenant } from '../../shared/db/index.js';
 import { testConfig } from '../helpers/config.js';
 import { useTestDatabase } from '../helpers/db.js';
 
@@ -80,6 +80,63 @@ describe('db: one-round-trip tenant scopes', function () {
     }
   });
 
+  it('app_conversation (the API\'s read before a message) shows a conversation only in its tenant, to the API role only, and its scope ends with the call', async () => {
+    const api = createDb({ url: testDb().url, role: API_ROLE, poolMax: 1 });
+    try {
+      const read = async (tenantId: string, conversationId: string): Promise<Array<{ id: string; tenant_id: string }>> =>
+        (await api.raw<{ rows: Array<{ id: string; tenant_id: string }> }>('SELECT * FROM app_conversation(?, ?)', [tenantId, conversationId]).options({ name: 'test.app_conversation' })).rows;
+      expect((await read(a.tenantId, a.conversationId)).map((row) => [row.id, row.tenant_id])).to.deep.equal([[a.conversationId, a.tenantId]]);
+      expect(await read(a.tenantId, b.conversationId)).to.deep.equal([]);
+      expect(await read(b.tenantId, b.conversationId)).to.have.length(1);
+      const [setting] = (await api.raw<{ rows: Array<{ tenant: string | null }> }>("SELECT current_setting('app.tenant_id', true) AS tenant")).rows;
+      expect(setting?.tenant ?? '').to.equal('');
+      expect(await api('conversations').pluck('id')).to.deep.equal([]);
+      const refused = await single.raw('SELECT * FROM app_conversation(?, ?)', [a.tenantId, a.conversationId]).then(() => undefined, (error: unknown) => error);
+      expect(String(refused)).to.match(/permission denied/);
+    } finally {
+      await api.destroy();
+    }
+  });
+
+  it('app_reply_turn (the reply worker\'s read of a turn) finds the turn only in its tenant, to the reply role only', async () => {
+    const { message } = await storeMessage(single, keys.columnRing, { tenantId: a.tenantId, conversationId: a.conversationId, role: 'user', text: 'turn', clientMessageId: 'turn-1' });
+    const turn = async (tenantId: string): Promise<Array<{ m_id: string | null; r_id: string | null; bot_profile: unknown }>> =>
+      (await single.raw<{ rows: Array<{ m_id: string | null; r_id: string | null; bot_profile: unknown }> }>('SELECT * FROM app_reply_turn(?, ?, ?, ?, ?, ?)', [tenantId, a.conversationId, message.messageId, null, '-1', true])).rows;
+    const [own] = await turn(a.tenantId);
+    expect(own?.m_id).to.equal(message.messageId);
+    expect(own?.r_id).to.equal(null);
+    expect(own?.bot_profile).to.deep.include({ name: 'scope-a bot' });
+    expect(await turn(b.tenantId)).to.deep.equal([]);
+    const api = createDb({ url: testDb().url, role: API_ROLE, poolMax: 1 });
+    try {
+      const refused = await api.raw('SELECT * FROM app_reply_turn(?, ?, ?, ?, ?, ?)', [a.tenantId, a.conversationId, message.messageId, null, '-1', false]).then(() => undefined, (error: unknown) => error);
+      expect(String(refused)).to.match(/permission denied/);
+    } finally {
+      await api.destroy();
+    }
+  });
+
+  it('the database refuses a message whose tenant is not its conversation\'s, even to the owner (no row-level security)', async () => {
+    const refused = await testDb()
+      .ownerDb('messages')
+      .insert({ tenant_id: a.tenantId, conversation_id: b.conversationId, role: 'user', text_ciphertext: 'ct' })
+      .then(() => undefined, (error: unknown) => error as { code?: string });
+    expect(refused?.code, 'a foreign key violation').to.equal('23503');
+    expect(await testDb().ownerDb('messages').where({ conversation_id: b.conversationId, tenant_id: a.tenantId }).pluck('id')).to.deep.equal([]);
+  });
+
+  it('a message moves its conversation\'s last activity; a bot reply within a second of it does not, a later one does', async () => {
+    const activity = async (): Promise<number> => ((await testDb().ownerDb('conversations').where({ id: a.conversationId }).first<{ last_activity_at: Date }>('last_activity_at'))?.last_activity_at ?? new Date(0)).getTime();
+    const store = (role: 'user' | 'bot', clientMessageId: string): ReturnType<typeof storeMessage> => storeMessage(single, keys.columnRing, { tenantId: a.tenantId, conversationId: a.conversationId, role, text: 'activity', clientMessageId });
+    const visitor = await store('user', 'activity-1');
+    expect(await activity()).to.equal(Date.parse(visitor.message.createdAt));
+    await store('bot', 'activity-2');
+    expect(await activity(), 'a reply a moment later leaves it').to.equal(Date.parse(visitor.message.createdAt));
+    await new Promise((resolve) => setTimeout(resolve, 1100));
+    const late = await store('bot', 'activity-3');
+    expect(await activity(), 'a reply over a second later moves it').to.equal(Date.parse(late.message.createdAt));
+  });
+
   it('writes into the SQL text only values with nothing to escape, and refuses any other before sending', () => {
     const knex = testDb().ownerDb;
     fc.assert(
@@ -97,5 +154,8 @@ describe('db: one-round-trip tenant scopes', function () {
     );
     for (const value of ["x' OR '1'='1", 'a\\b', 'two words', '$1', 'é']) expect(() => tenantScoped(a.tenantId, knex.raw('SELECT ?', [value]))).to.throw(TypeError);
     expect(() => tenantScoped('not-a-uuid', knex.raw('SELECT 1'))).to.throw(/Tenant id must be a UUID/);
+    // Arrays (the audit chain's ids and pseudonyms): each element by the same rule.
+    expect(inlined(knex.raw('SELECT ?::text[], ?::uuid[]', [['pseudo:ab12', 'x.y'], []]))).to.equal("SELECT ARRAY['pseudo:ab12','x.y']::text[], ARRAY[]::uuid[]");
+    expect(() => inlined(knex.raw('SELECT ?::text[]', [['ok', "x' OR '1'='1"]]))).to.throw(TypeError);
   });
 });

@@ -23,6 +23,7 @@ import {
   timingSafeEqualHex,
   type Envelope,
 } from '../../shared/crypto/index.js';
+import { IvPool } from '../../shared/crypto/ivPool.js';
 
 type CryptoCode = 'decrypt_failed' | 'unknown_key' | 'malformed_envelope' | 'invalid_key';
 
@@ -425,5 +426,23 @@ describe('crypto: random values', () => {
     expect(new Set(Array.from({ length: 100 }, () => randomToken())).size).to.equal(100);
     expect(() => randomToken(0)).to.throw(RangeError);
     expect(() => randomHex(1.5)).to.throw(RangeError);
+  });
+});
+
+describe('crypto: the IV pool', () => {
+  it('hands out IVs of its size, never the same bytes twice, and never changes one already handed out (across refills)', () => {
+    const pool = new IvPool(12);
+    const handed = Array.from({ length: 2000 }, () => pool.next());
+    const copies = handed.map((iv) => Buffer.from(iv));
+    expect(handed.every((iv) => iv.length === 12)).to.equal(true);
+    expect(new Set(handed.map((iv) => iv.toString('hex'))).size).to.equal(handed.length);
+    for (let index = 0; index < 2000; index += 1) pool.next();
+    expect(handed.every((iv, index) => iv.equals(copies[index] as Buffer))).to.equal(true);
+  });
+
+  it('gives every encryption its own IV', () => {
+    const ring = ringOf(key());
+    const ivs = new Set(Array.from({ length: 1500 }, () => encrypt(ring, 'same text', 'same aad').iv));
+    expect(ivs.size).to.equal(1500);
   });
 });

@@ -13,6 +13,7 @@ import * as consoleHandoff from './012_console_handoff.js';
 import * as auditKeysAndVerification from './013_audit_keys_and_verification.js';
 import * as emailQuarantine from './014_email_quarantine.js';
 import * as hotPathStatements from './015_hot_path_statements.js';
+import * as messageConversationTenant from './016_message_conversation_tenant.js';
 
 export interface NamedMigration {
   name: string;
@@ -36,4 +37,5 @@ export const migrations: readonly NamedMigration[] = [
   { name: '013_audit_keys_and_verification', up: auditKeysAndVerification.up, down: auditKeysAndVerification.down },
   { name: '014_email_quarantine', up: emailQuarantine.up, down: emailQuarantine.down },
   { name: '015_hot_path_statements', up: hotPathStatements.up, down: hotPathStatements.down },
+  { name: '016_message_conversation_tenant', up: messageConversationTenant.up, down: messageConversationTenant.down },
 ];
