@@ -187,7 +187,9 @@ interface ChainEnd {
 /**
  * Takes the chain lock, then reads the end of the chain, in one round trip: the lock and the read go as one
  * simple-protocol query, whose second statement takes its snapshot after the lock is held (READ COMMITTED), so it
- * sees every batch committed before. Only ids and pseudonyms are inlined, which are inline-safe.
+ * sees every batch committed before. An erasure appends its event under the same lock, so it is either seen here
+ * or commits after this batch, and then its pseudonymisation pass covers these rows. Only ids and pseudonyms are
+ * inlined, which are inline-safe.
  */
 async function lockChainEnd(trx: Knex.Transaction, keyring: AuditKeyring, events: readonly AuditEventPayload[]): Promise<ChainEnd> {
   const pseudonyms = [...new Set(events.flatMap(rawIdentities).flatMap((identity) => pseudonymsOf(keyring, identity)))];
