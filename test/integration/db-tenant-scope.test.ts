@@ -122,6 +122,8 @@ describe('db: one-round-trip tenant scopes', function () {
       .insert({ tenant_id: a.tenantId, conversation_id: b.conversationId, role: 'user', text_ciphertext: 'ct' })
       .then(() => undefined, (error: unknown) => error as { code?: string });
     expect(refused?.code, 'a foreign key violation').to.equal('23503');
+    const [key] = (await testDb().ownerDb.raw<{ rows: Array<{ convalidated: boolean }> }>("SELECT convalidated FROM pg_constraint WHERE conname = 'messages_conversation_tenant_fkey'")).rows;
+    expect(key?.convalidated, 'added NOT VALID by 016, validated by 017').to.equal(true);
     expect(await testDb().ownerDb('messages').where({ conversation_id: b.conversationId, tenant_id: a.tenantId }).pluck('id')).to.deep.equal([]);
   });
 

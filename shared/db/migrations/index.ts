@@ -14,6 +14,7 @@ import * as auditKeysAndVerification from './013_audit_keys_and_verification.js'
 import * as emailQuarantine from './014_email_quarantine.js';
 import * as hotPathStatements from './015_hot_path_statements.js';
 import * as messageConversationTenant from './016_message_conversation_tenant.js';
+import * as validateMessageConversationTenant from './017_validate_message_conversation_tenant.js';
 
 export interface NamedMigration {
   name: string;
@@ -38,4 +39,5 @@ export const migrations: readonly NamedMigration[] = [
   { name: '014_email_quarantine', up: emailQuarantine.up, down: emailQuarantine.down },
   { name: '015_hot_path_statements', up: hotPathStatements.up, down: hotPathStatements.down },
   { name: '016_message_conversation_tenant', up: messageConversationTenant.up, down: messageConversationTenant.down },
+  { name: '017_validate_message_conversation_tenant', up: validateMessageConversationTenant.up, down: validateMessageConversationTenant.down },
 ];
