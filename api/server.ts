@@ -5,6 +5,7 @@ import type { AddressInfo } from 'node:net';
 import type { Kernel } from '../shared/kernel.js';
 import { log } from '../shared/log/index.js';
 import { createApp } from './app.js';
+import { answerClientError } from './http/clientError.js';
 import { attachSocketServer } from './socket/server.js';
 
 export interface ApiServer {
@@ -47,6 +48,7 @@ export async function startApiServer(kernel: Kernel): Promise<ApiServer> {
   const server = tls === undefined ? http.createServer(app.express) : https.createServer(tls, app.express);
   const sockets = attachSocketServer(server, app.context);
   const stopReloading = server instanceof https.Server ? reloadCertificatesOnHangup(kernel, server) : () => undefined;
+  server.on('clientError', answerClientError);
   server.headersTimeout = 20_000;
   server.requestTimeout = 60_000;
   await new Promise<void>((resolve, reject) => {

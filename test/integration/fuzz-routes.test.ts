@@ -24,6 +24,11 @@ const authMode: fc.Arbitrary<AuthMode> = fc.oneof(
 
 /** A success here ends the caller's session or account: fuzzed as disposable accounts, never as the suite's own. */
 const ENDS_CALLER = new Set(['POST /auth/logout', 'DELETE /api/me']);
+/**
+ * A success here ends the sessions of the account its path names: the suite's own admin is never among the ids it
+ * is given (an admin may end their own sessions, and the suite would lose its caller).
+ */
+const ENDS_NAMED_ACCOUNT = new Set(['DELETE /api/users/:id/sessions']);
 /** Each valid-looking attempt costs an Argon2 verification (or a hash): fewer runs. */
 const SLOW = new Set(['POST /auth/login', 'POST /auth/password', 'DELETE /api/me', 'POST /auth/logout', 'POST /api/users']);
 const RUNS = 30;
@@ -54,7 +59,8 @@ const bogusCredential = fc.oneof(
 );
 
 function caseArb(target: FuzzTarget, route: RouteSpec): fc.Arbitrary<FuzzCase> {
-  const realIds = [target.botId, target.publicBotId, target.conversationId, target.guestConversationId, target.messageId, target.admin.id];
+  const ownAccount = ENDS_NAMED_ACCOUNT.has(routeKey(route)) ? [] : [target.admin.id];
+  const realIds = [target.botId, target.publicBotId, target.conversationId, target.guestConversationId, target.messageId, ...ownAccount];
   const params = pathParamNames(route.path).map((name) => (name === 'file' ? fc.oneof(fc.constantFrom('app.css', 'favicon.svg', 'index.html', 'widget.js'), pathParamArb(TRAVERSAL)) : pathParamArb(realIds)));
   const suffix = route.mount === true
     ? fc.oneof(fc.constant(''), fc.constantFrom('/', '/api/queues', '/api/queues/bot-reply', '/api/queues/nope/retry/failed', '/api/redis/stats', '/static/../../../package.json'), pathParamArb([]).map((part) => `/${part}`))
