@@ -4,7 +4,7 @@ import { createReplyEngine, findRule, LlmError, type BotProfile, type ChatTurn, 
 import { ChatEmitter, insertMessage, listMessages, openMessageRow, storeMessage, toMessageEvent, type ConversationStatus, type MessageRow, type MessageSource, type StoredMessage } from '../shared/chat/index.js';
 import { lazyEmbedder } from '../adapters/embeddings/index.js';
 import { createKnowledgeIndex } from '../adapters/qdrant/index.js';
-import { isUuid, withTenant } from '../shared/db/index.js';
+import { isUuid, queryPrepared, withTenant } from '../shared/db/index.js';
 import { BotProfileCache, NO_VERSION } from './botProfiles.js';
 import { documentTitles } from '../shared/knowledge/documents.js';
 import { retrievePassages, titledPassages } from '../shared/knowledge/retrieval.js';
@@ -69,10 +69,14 @@ async function loadTurn(kernel: Kernel, profiles: BotProfileCache, data: JobData
   const ring = kernel.keys.columnRing;
   if (!isUuid(data.tenantId)) throw new UnrecoverableError('the job names no tenant');
   const heldVersion = data.botId === undefined || forceProfile ? NO_VERSION : profiles.versionOf(data.botId);
-  const result = await kernel.db
-    .raw<{ rows: TurnRow[] }>('SELECT * FROM app_reply_turn(?, ?, ?, ?, ?, ?)', [data.tenantId, data.conversationId, data.messageId, data.botId ?? null, heldVersion, knowledge])
-    .options({ name: 'botserver.app_reply_turn' });
-  const [row] = result.rows;
+  const [row] = await queryPrepared<TurnRow>(kernel.db, 'botserver.app_reply_turn', 'SELECT * FROM app_reply_turn(?, ?, ?, ?, ?, ?)', [
+    data.tenantId,
+    data.conversationId,
+    data.messageId,
+    data.botId ?? null,
+    heldVersion,
+    knowledge,
+  ]);
   if (row === undefined) return { kind: 'gone' };
   const conversation: ConversationRow = { bot_id: row.bot_id, channel: row.channel, status: row.status };
   const reply = messageRowOf(row, 'r');

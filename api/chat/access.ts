@@ -1,7 +1,7 @@
 import type { Request } from 'express';
 import type { Knex } from 'knex';
 import type { ConversationStatus } from '../../shared/chat/index.js';
-import { isUuid, withTenantFrom } from '../../shared/db/index.js';
+import { isUuid, queryPrepared, withTenantFrom } from '../../shared/db/index.js';
 import { NotFoundError, UnauthorizedError } from '../../shared/errors.js';
 import type { Caller } from '../auth/authenticate.js';
 import type { ApiContext } from '../context.js';
@@ -80,8 +80,7 @@ export async function conversationFor(ctx: ApiContext, caller: Caller, conversat
   if ((caller.kind === 'guest' && caller.guest.cid !== conversationId) || !isUuid(conversationId)) throw new NotFoundError('No such conversation');
   const tenantId = tenantOf(caller);
   if (!isUuid(tenantId)) throw new NotFoundError('No such conversation');
-  const result = await ctx.kernel.db.raw<{ rows: ConversationRow[] }>('SELECT * FROM app_conversation(?, ?)', [tenantId, conversationId]).options({ name: 'botserver.app_conversation' });
-  const [conversation] = result.rows;
+  const [conversation] = await queryPrepared<ConversationRow>(ctx.kernel.db, 'botserver.app_conversation', 'SELECT * FROM app_conversation(?, ?)', [tenantId, conversationId]);
   if (conversation === undefined || !mayUse(caller, conversation, purpose)) throw new NotFoundError('No such conversation');
   return conversation;
 }

@@ -1,6 +1,6 @@
 import type { Knex } from 'knex';
 import { hmacHex } from '../crypto/index.js';
-import { inlined, lastRows } from '../db/index.js';
+import { inlined, lastRows, queryPrepared } from '../db/index.js';
 import type { AuditEventPayload } from '../queue/index.js';
 import { toAuditKeyring, type AuditKeyring, type ChainKeys, type ChainKeySource } from './keys.js';
 
@@ -144,7 +144,7 @@ export async function appendAuditEvents(db: Knex, source: ChainKeySource, events
       });
       previousHash = hash;
     }
-    if (rows.length > 0) await trx.raw(INSERT_ROWS, [JSON.stringify(rows)]).options({ name: 'botserver.audit_events.append' });
+    if (rows.length > 0) await queryPrepared(trx, 'botserver.audit_events.append', INSERT_ROWS, [JSON.stringify(rows)]);
     return rows.length;
   });
 }

@@ -2,7 +2,7 @@ import { randomUUID } from 'node:crypto';
 import type { Knex } from 'knex';
 import { z } from 'zod';
 import { openString, sealString, type KeyRing } from '../crypto/index.js';
-import { isUuid, TENANT_SCOPE_VALUE_SQL, withTenant } from '../db/index.js';
+import { isUuid, queryPrepared, TENANT_SCOPE_VALUE_SQL, withTenant } from '../db/index.js';
 import { ValidationError } from '../errors.js';
 import { attachmentsOf, type AttachmentSummary } from '../files/index.js';
 import type { MessageNewEvent, MessageRole, MessageSource } from './events.js';
@@ -114,17 +114,12 @@ const INSERT_COLUMNS = 'INSERT INTO messages (id, tenant_id, conversation_id, ro
 const TENANT_VALUE = { 'in-transaction': '?', 'self-scoped': TENANT_SCOPE_VALUE_SQL } as const;
 const ON_CONFLICT = { reply: 'ON CONFLICT (reply_to) WHERE reply_to IS NOT NULL DO NOTHING', message: 'ON CONFLICT (conversation_id, client_message_id) DO NOTHING' } as const;
 /**
- * The statements are fixed text, so nothing is built per message, and named: each pooled connection has PostgreSQL
- * parse and plan one once (a prepared statement) instead of once per message.
+ * The INSERT for a scope and kind of message: one of four fixed texts, named, so each pooled connection has
+ * PostgreSQL parse and plan it once (a prepared statement) instead of once per message.
  */
-const INSERT_STATEMENTS = Object.fromEntries(
-  (['in-transaction', 'self-scoped'] as const).flatMap((scope) =>
-    (['reply', 'message'] as const).map((kind) => [
-      `${scope}/${kind}`,
-      { name: `botserver.messages.insert.${scope}.${kind}`, text: `${INSERT_COLUMNS} VALUES (?, ${TENANT_VALUE[scope]}, ?, ?, ?, ?, ?, ?) ${ON_CONFLICT[kind]} RETURNING created_at` },
-    ]),
-  ),
-) as Record<`${keyof typeof TENANT_VALUE}/${keyof typeof ON_CONFLICT}`, { name: string; text: string }>;
+function insertStatement(scope: keyof typeof TENANT_VALUE, kind: keyof typeof ON_CONFLICT): { name: string; text: string } {
+  return { name: `botserver.messages.insert.${scope}.${kind}`, text: `${INSERT_COLUMNS} VALUES (?, ${TENANT_VALUE[scope]}, ?, ?, ?, ?, ?, ?) ${ON_CONFLICT[kind]} RETURNING created_at` };
+}
 
 /**
  * The INSERT of a new message, encrypted, that does nothing on a repeated clientMessageId or a second reply. The
@@ -134,8 +129,8 @@ async function messageInsert(db: Knex | Knex.Transaction, ring: KeyRing, input: 
   if (!isUuid(input.tenantId)) throw new ValidationError('Tenant id must be a UUID', 'tenantId');
   const id = input.id ?? randomUUID();
   const sources = input.sources === undefined || input.sources.length === 0 ? undefined : input.sources;
-  const statement = INSERT_STATEMENTS[`${scope}/${input.replyTo !== undefined ? 'reply' : 'message'}`];
-  const result = await db.raw<{ rows: Array<{ created_at: Date }> }>(statement.text, [
+  const statement = insertStatement(scope, input.replyTo !== undefined ? 'reply' : 'message');
+  const [row] = await queryPrepared<{ created_at: Date }>(db, statement.name, statement.text, [
     id,
     input.tenantId.toLowerCase(),
     input.conversationId,
@@ -144,8 +139,7 @@ async function messageInsert(db: Knex | Knex.Transaction, ring: KeyRing, input: 
     input.clientMessageId ?? null,
     input.replyTo ?? null,
     sources === undefined ? null : sealString(ring, JSON.stringify(sources), sourcesAad(id)),
-  ]).options({ name: statement.name });
-  const row = result.rows[0];
+  ]);
   if (row === undefined) return undefined;
   return {
     // As PostgreSQL gives uuids back: lower case.

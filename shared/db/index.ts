@@ -1,5 +1,6 @@
 export { createDb, ensureDatabase, databaseName, withDatabaseName, type DbOptions } from './connection.js';
 export { withTenant, withTenantFrom, inTenant, tenantScoped, tenantScopeValue, TENANT_SCOPE_VALUE_SQL, isUuid, inlined, lastRows } from './tenant.js';
+export { queryPrepared } from './prepared.js';
 export { migrateLatest, migrateRollback, pendingMigrations, type MigrationResult } from './migrate.js';
 import { tenantOwnedTables as firstTenantTables } from './migrations/005_roles_and_rls.js';
 

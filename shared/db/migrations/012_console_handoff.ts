@@ -1,5 +1,14 @@
 import type { Knex } from 'knex';
 
+/** The activity trigger's function as 012 made it (015's down puts it back). */
+export const TOUCH_ACTIVITY_FUNCTION = `FUNCTION conversations_touch_activity() RETURNS trigger
+      LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, public AS $$
+      BEGIN
+        UPDATE public.conversations SET last_activity_at = NEW.created_at
+          WHERE id = NEW.conversation_id AND last_activity_at < NEW.created_at;
+        RETURN NULL;
+      END $$;`;
+
 /**
  * The operator console: who answers a conversation (the bot, nobody yet because the visitor asked for a person,
  * or an operator), its last activity for the console's list, operator messages, and the origins that may embed a
@@ -22,13 +31,7 @@ export async function up(knex: Knex): Promise<void> {
     -- Every family that stores a message (API, reply, e-mail) moves its conversation's activity forward without
     -- an UPDATE grant on conversations: the function runs as its owner, and row-level security still scopes it to
     -- the transaction's tenant.
-    CREATE FUNCTION conversations_touch_activity() RETURNS trigger
-      LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, public AS $$
-      BEGIN
-        UPDATE public.conversations SET last_activity_at = NEW.created_at
-          WHERE id = NEW.conversation_id AND last_activity_at < NEW.created_at;
-        RETURN NULL;
-      END $$;
+    CREATE ${TOUCH_ACTIVITY_FUNCTION}
     REVOKE ALL ON FUNCTION conversations_touch_activity() FROM PUBLIC;
     CREATE TRIGGER messages_touch_conversation AFTER INSERT ON messages
       FOR EACH ROW EXECUTE FUNCTION conversations_touch_activity();

@@ -1,4 +1,5 @@
 import type { Knex } from 'knex';
+import { TOUCH_ACTIVITY_FUNCTION } from './012_console_handoff.js';
 
 /**
  * The chat's hot path reads in one round trip each, planned once per connection. A tenant-scoped read used to go as
@@ -70,13 +71,7 @@ export async function up(knex: Knex): Promise<void> {
 
 export async function down(knex: Knex): Promise<void> {
   await knex.raw(`
-    CREATE OR REPLACE FUNCTION conversations_touch_activity() RETURNS trigger
-      LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, public AS $$
-      BEGIN
-        UPDATE public.conversations SET last_activity_at = NEW.created_at
-          WHERE id = NEW.conversation_id AND last_activity_at < NEW.created_at;
-        RETURN NULL;
-      END $$;
+    CREATE OR REPLACE ${TOUCH_ACTIVITY_FUNCTION}
     DROP FUNCTION IF EXISTS app_reply_turn(uuid, uuid, uuid, uuid, text, boolean);
     DROP FUNCTION IF EXISTS app_conversation(uuid, uuid);
   `);
